@@ -1,0 +1,57 @@
+//! Every tunable number of the allocator, named and explained in one place.
+//!
+//! The first three come from the build (see `build.rs` and README's "Configuration"); the rest are
+//! compile-time constants chosen by measurement (see `bench/RESULTS.md`).
+
+include!(concat!(env!("OUT_DIR"), "/build_settings.rs"));
+
+/// Bytes in a machine word; headers, footers and links are one word each.
+pub const WORD: usize = 8;
+
+/// Block sizes are multiples of the alignment, so that every block's user pointer stays aligned.
+pub const GRAIN: usize = ALIGNMENT;
+
+/// Bytes of metadata in every heap block: one header word before the user pointer and one footer
+/// word at the end of the block (see `block.rs`).
+pub const BLOCK_OVERHEAD: usize = 2 * WORD;
+
+/// The smallest block: header, two free-list links, footer — rounded to the grain.
+pub const MIN_BLOCK: usize = round_up(BLOCK_OVERHEAD + 2 * WORD, GRAIN);
+
+/// Size classes step linearly by one grain up to this block size, then geometrically.
+pub const LINEAR_LIMIT: usize = 64 * GRAIN;
+
+/// Geometric classes split each doubling into this many steps (at most 25% internal waste).
+pub const STEPS_PER_DOUBLING: usize = 4;
+
+/// Largest block size served by thread caches and the per-class quick lists. Bigger requests go
+/// to the coalescing heap directly (or to their own mapping).
+pub const QUICK_LIMIT: usize = 32 * 1024;
+
+/// Requests whose block would be at least this big get a mapping of their own, unmapped on free.
+pub const MMAP_THRESHOLD: usize = 256 * 1024;
+
+/// The heap grows by at least this much per `sbrk`/`mmap` call (untouched pages cost no RSS).
+pub const GROW_STEP: usize = 1024 * 1024;
+
+/// When the free block at the top of the heap exceeds this, the excess goes back to the OS.
+pub const TRIM_THRESHOLD: usize = 4 * 1024 * 1024;
+
+/// How much of the top block trimming keeps, so that the next growth does not need a syscall.
+pub const TRIM_KEEP: usize = GROW_STEP;
+
+/// Page size of the target (x86-64 and aarch64 Linux with 4 KiB pages).
+pub const PAGE: usize = 4096;
+
+/// Largest request size considered at all; beyond it malloc fails with ENOMEM at once (glibc uses
+/// the same bound: an object may not exceed PTRDIFF_MAX).
+pub const MAX_REQUEST: usize = (isize::MAX as usize) - 2 * PAGE - 64 * 1024;
+
+/// Rounds `n` up to a multiple of `align` (a power of two). The caller guarantees no overflow.
+pub const fn round_up(n: usize, align: usize) -> usize {
+    (n + align - 1) & !(align - 1)
+}
+
+const _: () = assert!(GRAIN.is_power_of_two() && GRAIN >= WORD);
+const _: () = assert!(QUICK_LIMIT <= MMAP_THRESHOLD && QUICK_LIMIT > LINEAR_LIMIT);
+const _: () = assert!(TRIM_KEEP < TRIM_THRESHOLD);

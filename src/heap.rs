@@ -1,0 +1,1133 @@
+//! The core: a boundary-tag heap with segregated free lists, over any [`Source`] of memory.
+//!
+//! Three kinds of free memory, from the hottest to the coldest:
+//! - **quick lists**, one per quick class, each behind its own spinlock: blocks of exactly the
+//!   class size, freed but not coalesced (state `QUICK`). Thread caches refill from and flush to
+//!   them in batches; without a cache, small `malloc`/`free` pop and push them directly.
+//! - **bins**, one per size class, and the **top** block: coalesced free blocks (state `FREE`),
+//!   guarded by the heap lock together with everything that changes a block's size (split,
+//!   coalesce, grow, trim).
+//! - the **source**, asked for more in steps of at least `GROW_STEP`, given back the top's excess.
+//!
+//! Requests too big for the heap (`MMAP_THRESHOLD`) get a mapping of their own.
+//!
+//! Locking: the heap lock may be held while taking a quick-list lock (consolidation), never the
+//! other way round. A block's header is written only by the block's owner; the heap-lock holder
+//! reads neighbours' headers, and only trusts `FREE` — which only the heap-lock holder can set.
+//!
+//! Invariants (checked by [`Heap::check`]):
+//! 1. Each segment is tiled exactly by blocks from its first block to its right fence; every
+//!    header and footer is sealed and they agree on the size.
+//! 2. No two neighbouring blocks are both `FREE` (free blocks are always coalesced).
+//! 3. Every `FREE` block is either the top (the block right before the growable segment's fence)
+//!    or in exactly the bin of its size's class; bins are well-formed doubly linked lists.
+//! 4. Every block on a quick list is `QUICK` and exactly its class's size; `quick_bytes` counts them.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::block::{self, FENCE, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, QUICK};
+use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, NUM_CLASSES, PAGE, TRIM_KEEP, TRIM_THRESHOLD, WORD};
+use crate::diag::{fatal, fatal_sized};
+use crate::os;
+use crate::pagemap::PageMap;
+use crate::size_class::{alloc_block_size, block_size, class_of, class_size, quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_SIZE};
+use crate::source::{Region, Source};
+use crate::sync::Lock;
+
+/// A segment's descriptor lives in its first bytes.
+#[repr(C)]
+struct Segment {
+    next: usize,
+    len: usize,
+    from_brk: bool,
+}
+const SEGMENT_DESC: usize = 32;
+const _: () = assert!(core::mem::size_of::<Segment>() <= SEGMENT_DESC);
+/// Offset of a segment's first block: the descriptor, then the left fence (a footer of size 0),
+/// placed so that the first user pointer is aligned.
+const FIRST_BLOCK: usize = round_up(SEGMENT_DESC + 2 * WORD, GRAIN) - WORD;
+/// Bytes of a segment that are not blocks: descriptor, left fence, right fence.
+const SEGMENT_OVERHEAD: usize = FIRST_BLOCK + WORD;
+/// The word before a mapped block's header: the user pointer's offset from the mapping's start.
+const MAPPED_PREFIX: usize = 2 * WORD;
+/// Blocks scanned in the request's own bin before moving to a bigger bin.
+const BIN_SCAN_LIMIT: usize = 16;
+const BITMAP_WORDS: usize = NUM_CLASSES.div_ceil(64);
+
+/// The part of the heap behind the heap lock.
+struct Core {
+    secret: u64,
+    /// First block of each bin (0: empty); links are the payload's first two words.
+    bins: [usize; NUM_CLASSES],
+    /// Bit `c` set when bin `c` is not empty.
+    bitmap: [u64; BITMAP_WORDS],
+    /// The free block ending at `fence`, or 0.
+    top: usize,
+    /// Right fence of the growable segment (the newest one), or 0 before the first growth.
+    fence: usize,
+    /// Descriptor of the growable segment.
+    seg: usize,
+    /// All segments, newest first.
+    segments: usize,
+    /// Bytes in bins and the top.
+    free_bytes: usize,
+    /// Bytes in all segments.
+    heap_bytes: usize,
+}
+
+/// A quick list: a LIFO chain of `QUICK` blocks of one class, linked through encoded pointers.
+struct QuickList {
+    head: usize,
+    len: usize,
+}
+
+/// Counters kept by the core, readable at any time without locks.
+#[derive(Default)]
+pub struct HeapCounters {
+    /// Bytes currently obtained from the source (segments and mappings).
+    pub os_bytes: AtomicUsize,
+    /// Highest value `os_bytes` reached.
+    pub os_peak: AtomicUsize,
+    /// Bytes given back to the source over the heap's life.
+    pub os_returned: AtomicUsize,
+    /// Bytes in mapped (large) blocks now.
+    pub mapped_bytes: AtomicUsize,
+    /// Mapped blocks now.
+    pub mapped_blocks: AtomicUsize,
+}
+
+/// What [`Heap::check`] counted while verifying the invariants.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeapReport {
+    /// Segments walked.
+    pub segments: usize,
+    /// Blocks in use (by the user, or held by thread caches as `QUICK`).
+    pub in_use_blocks: usize,
+    /// `QUICK` blocks found in segments.
+    pub quick_blocks: usize,
+    /// `QUICK` blocks on the quick lists.
+    pub listed_quick_blocks: usize,
+    /// `FREE` blocks (bins and top).
+    pub free_blocks: usize,
+    /// Bytes in `FREE` blocks.
+    pub free_bytes: usize,
+    /// Bytes in all segments.
+    pub heap_bytes: usize,
+    /// Size of the top block (0 if none).
+    pub top_bytes: usize,
+}
+
+/// A heap over a source of memory. The process-wide allocator is one `Heap<OsSource>`; tests
+/// make their own over memory they own.
+pub struct Heap<S: Source> {
+    source: S,
+    secret: AtomicU64,
+    core: Lock<Core>,
+    quick: [Lock<QuickList>; NUM_QUICK],
+    quick_bytes: AtomicUsize,
+    pages: PageMap,
+    /// Lowest and highest address of any memory the heap obtained: a cheap plausibility test for
+    /// decoded links.
+    lo: AtomicUsize,
+    hi: AtomicUsize,
+    /// Counters for statistics.
+    pub counters: HeapCounters,
+}
+
+// Small helpers for the bins' links, which live in FREE blocks' payloads and are only touched
+// under the heap lock.
+#[inline]
+unsafe fn link_next(b: usize) -> usize {
+    // SAFETY: b is a FREE block of at least MIN_BLOCK bytes; its payload holds the links.
+    unsafe { *((b + HEADER) as *const usize) }
+}
+#[inline]
+unsafe fn link_prev(b: usize) -> usize {
+    // SAFETY: as in link_next.
+    unsafe { *((b + HEADER + WORD) as *const usize) }
+}
+#[inline]
+unsafe fn set_next(b: usize, v: usize) {
+    // SAFETY: as in link_next.
+    unsafe { *((b + HEADER) as *mut usize) = v }
+}
+#[inline]
+unsafe fn set_prev(b: usize, v: usize) {
+    // SAFETY: as in link_next.
+    unsafe { *((b + HEADER + WORD) as *mut usize) = v }
+}
+
+impl Core {
+    const fn new() -> Self {
+        Core {
+            secret: 0,
+            bins: [0; NUM_CLASSES],
+            bitmap: [0; BITMAP_WORDS],
+            top: 0,
+            fence: 0,
+            seg: 0,
+            segments: 0,
+            free_bytes: 0,
+            heap_bytes: 0,
+        }
+    }
+
+    #[inline]
+    unsafe fn header(&self, b: usize, func: &str) -> u64 {
+        // SAFETY: the caller passes the address of a block header inside a segment.
+        let h = unsafe { block::load(b) };
+        if !block::is_sealed(b, h, self.secret) {
+            fatal(func, "corrupted block header at", b + HEADER);
+        }
+        h
+    }
+
+    /// Puts a free block where it belongs: the top if it ends at the growable segment's fence,
+    /// otherwise its bin. It must not have a `FREE` neighbour.
+    unsafe fn insert(&mut self, b: usize, size: usize) {
+        // SAFETY: the caller owns [b, b + size).
+        unsafe { block::write_tags(b, size, FREE, self.secret) };
+        self.free_bytes += size;
+        if b + size == self.fence {
+            self.top = b;
+            return;
+        }
+        let c = class_of(size);
+        let head = self.bins[c];
+        // SAFETY: b is now FREE and ours; head is FREE or 0.
+        unsafe {
+            set_next(b, head);
+            set_prev(b, 0);
+            if head != 0 {
+                set_prev(head, b);
+            }
+        }
+        self.bins[c] = b;
+        self.bitmap[c / 64] |= 1 << (c % 64);
+    }
+
+    /// Takes a free block out of its bin (or out of the top).
+    unsafe fn unlink(&mut self, b: usize, size: usize) {
+        self.free_bytes -= size;
+        if b == self.top {
+            self.top = 0;
+            return;
+        }
+        let c = class_of(size);
+        // SAFETY: b is a FREE block in bin c; its neighbours in the list are FREE blocks too.
+        unsafe {
+            let (next, prev) = (link_next(b), link_prev(b));
+            if (next != 0 && link_prev(next) != b) || (prev != 0 && link_next(prev) != b) || (prev == 0 && self.bins[c] != b) {
+                fatal("free", "corrupted free list at", b + HEADER);
+            }
+            if prev == 0 {
+                self.bins[c] = next;
+            } else {
+                set_next(prev, next);
+            }
+            if next != 0 {
+                set_prev(next, prev);
+            }
+        }
+        if self.bins[c] == 0 {
+            self.bitmap[c / 64] &= !(1 << (c % 64));
+        }
+    }
+
+    /// Frees a block the caller owns, coalescing it with free neighbours.
+    unsafe fn release(&mut self, mut b: usize, mut size: usize, func: &str) {
+        let secret = self.secret;
+        // SAFETY: b is a block inside a segment, so the word before it (a footer or the left
+        // fence) and the header after it (a block or the right fence) are heap words.
+        unsafe {
+            let f = block::load(b - WORD);
+            if !block::is_sealed(b - WORD, f, secret) {
+                fatal(func, "corrupted boundary tag before", b + HEADER);
+            }
+            let left_size = block::size_of(f);
+            if left_size != 0 {
+                let l = b - left_size;
+                let lh = self.header(l, func);
+                if block::size_of(lh) != left_size {
+                    fatal(func, "boundary tag disagrees with header at", l + HEADER);
+                }
+                if block::state_of(lh) == FREE {
+                    self.unlink(l, left_size);
+                    // The absorbed header stays behind as stale bytes: mark it FREE so that a
+                    // second free of this pointer is still recognised as a double free.
+                    block::store(b, block::seal(b, size as u64 | FREE, secret));
+                    b = l;
+                    size += left_size;
+                }
+            }
+            let r = b + size;
+            let rh = self.header(r, func);
+            if block::state_of(rh) == FREE {
+                let right_size = block::size_of(rh);
+                self.unlink(r, right_size);
+                size += right_size;
+            }
+            self.insert(b, size);
+        }
+    }
+
+    /// Finds and unlinks a free block of at least `need` bytes (not growing the heap).
+    unsafe fn take(&mut self, need: usize) -> Option<(usize, usize)> {
+        let c = class_of(need);
+        // First fit in the request's own bin: every block there is close to the request.
+        let mut b = self.bins[c];
+        let mut scanned = 0;
+        while b != 0 && (scanned < BIN_SCAN_LIMIT || c == NUM_CLASSES - 1) {
+            // SAFETY: blocks on a bin are FREE blocks inside segments.
+            let size = block::size_of(unsafe { self.header(b, "malloc") });
+            if size >= need {
+                // SAFETY: b is in bin c.
+                unsafe { self.unlink(b, size) };
+                return Some((b, size));
+            }
+            // SAFETY: as above.
+            b = unsafe { link_next(b) };
+            scanned += 1;
+        }
+        // Any block of a bigger bin fits: take the first of the nearest non-empty one.
+        if let Some(bc) = self.next_nonempty(c + 1) {
+            let b = self.bins[bc];
+            // SAFETY: b heads bin bc.
+            let size = block::size_of(unsafe { self.header(b, "malloc") });
+            // SAFETY: b is in bin bc.
+            unsafe { self.unlink(b, size) };
+            return Some((b, size));
+        }
+        if self.top != 0 {
+            let t = self.top;
+            // SAFETY: the top is a FREE block.
+            let size = block::size_of(unsafe { self.header(t, "malloc") });
+            if size >= need {
+                // SAFETY: as above.
+                unsafe { self.unlink(t, size) };
+                return Some((t, size));
+            }
+        }
+        None
+    }
+
+    fn next_nonempty(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        if w >= BITMAP_WORDS {
+            return None;
+        }
+        let mut bits = self.bitmap[w] & (u64::MAX << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            if w >= BITMAP_WORDS {
+                return None;
+            }
+            bits = self.bitmap[w];
+        }
+    }
+
+    /// Gives the first `need` bytes of the unlinked free block `(b, size)` the state `state`,
+    /// returning the rest to the free lists. `need` is a valid block size <= `size`.
+    unsafe fn carve(&mut self, b: usize, size: usize, need: usize, state: u64) -> usize {
+        let rest = size - need;
+        // SAFETY: the caller owns [b, b + size).
+        unsafe {
+            if rest >= MIN_BLOCK {
+                block::write_tags(b, need, state, self.secret);
+                // The rest's right neighbour was the free block's neighbour: never FREE.
+                self.insert(b + need, rest);
+                need
+            } else {
+                block::write_tags(b, size, state, self.secret);
+                size
+            }
+        }
+    }
+
+    /// Writes the fence header at `f`.
+    unsafe fn write_fence(&self, f: usize) {
+        // SAFETY: f is the last word of a segment we own.
+        unsafe { block::store(f, block::seal(f, FENCE, self.secret)) }
+    }
+}
+
+impl<S: Source> Heap<S> {
+    /// A heap over `source`. With `secret == 0` the check key is drawn from the kernel on first
+    /// use; tests pass their own.
+    pub const fn new(source: S, secret: u64) -> Self {
+        Heap {
+            source,
+            secret: AtomicU64::new(secret),
+            core: Lock::new(Core::new()),
+            quick: [const { Lock::new(QuickList { head: 0, len: 0 }) }; NUM_QUICK],
+            quick_bytes: AtomicUsize::new(0),
+            pages: PageMap::new(),
+            lo: AtomicUsize::new(usize::MAX),
+            hi: AtomicUsize::new(0),
+            counters: HeapCounters {
+                os_bytes: AtomicUsize::new(0),
+                os_peak: AtomicUsize::new(0),
+                os_returned: AtomicUsize::new(0),
+                mapped_bytes: AtomicUsize::new(0),
+                mapped_blocks: AtomicUsize::new(0),
+            },
+        }
+    }
+
+    /// The key of every check value and link encoding. Valid once any block exists.
+    #[inline(always)]
+    pub fn secret(&self) -> u64 {
+        self.secret.load(Ordering::Relaxed)
+    }
+
+    fn init_secret(&self) -> u64 {
+        let s = self.secret.load(Ordering::Relaxed);
+        if s != 0 {
+            return s;
+        }
+        let fresh = os::random_u64() | 1;
+        match self.secret.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => fresh,
+            Err(winner) => winner,
+        }
+    }
+
+    fn lock_core(&self) -> crate::sync::Guard<'_, Core> {
+        let mut core = self.core.lock();
+        if core.secret == 0 {
+            core.secret = self.init_secret();
+        }
+        core
+    }
+
+    /// The source this heap draws from.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    fn note_os(&self, start: usize, len: usize) {
+        self.lo.fetch_min(start, Ordering::Relaxed);
+        self.hi.fetch_max(start + len, Ordering::Relaxed);
+        let now = self.counters.os_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        self.counters.os_peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn note_os_returned(&self, len: usize) {
+        self.counters.os_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.counters.os_returned.fetch_add(len, Ordering::Relaxed);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Validation of user pointers
+
+    /// Checks that `p` is a live block handed out by this heap and returns its header; otherwise
+    /// reports the misuse (naming `func`) and aborts.
+    #[inline]
+    pub fn validate(&self, p: usize, func: &str) -> u64 {
+        if p & (ALIGNMENT - 1) != 0 {
+            fatal(func, "invalid pointer (misaligned)", p);
+        }
+        let b = p - HEADER;
+        if !self.pages.contains(b) {
+            fatal(func, "invalid pointer (not allocated by my_alloc)", p);
+        }
+        // SAFETY: the page holding b belongs to the heap, so the word is readable.
+        let h = unsafe { block::load(b) };
+        if !block::is_sealed(b, h, self.secret()) {
+            fatal(func, "invalid pointer or corrupted block header at", p);
+        }
+        match block::state_of(h) {
+            IN_USE => h,
+            QUICK | FREE => fatal_sized(func, "double free of", p, block::size_of(h)),
+            _ => fatal(func, "invalid pointer (not a block)", p),
+        }
+    }
+
+    /// Whether the address lies in the heap's overall span (for decoded link checks).
+    #[inline(always)]
+    pub fn plausible(&self, p: usize) -> bool {
+        p & (ALIGNMENT - 1) == 0
+            && p.wrapping_sub(self.lo.load(Ordering::Relaxed)) < self.hi.load(Ordering::Relaxed).wrapping_sub(self.lo.load(Ordering::Relaxed))
+    }
+
+    /// Decodes the link stored in the `QUICK` block at user pointer `p`, aborting if it is not a
+    /// plausible heap address (a use-after-free write, or an attempt to steer the allocator).
+    #[inline(always)]
+    pub fn next_quick(&self, p: usize, secret: u64) -> usize {
+        // SAFETY: p is the user pointer of a QUICK block we own; its first word is the link.
+        let next = block::decode_link(p, unsafe { *(p as *const usize) }, secret);
+        if next != 0 && !self.plausible(next) {
+            fatal("malloc", "corrupted free list (use after free?) in block", p);
+        }
+        next
+    }
+
+    /// Usable bytes of the live block at `p`.
+    pub fn usable_size(&self, p: usize) -> usize {
+        let h = self.validate(p, "malloc_usable_size");
+        if h & MAPPED != 0 {
+            // SAFETY: mapped blocks keep their offset in the word before the header.
+            let offset = unsafe { *((p - MAPPED_PREFIX) as *const usize) };
+            block::size_of(h) - offset
+        } else {
+            block::size_of(h) - crate::config::BLOCK_OVERHEAD
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Allocation without a thread cache
+
+    /// Allocates `n` bytes; `None` when the request is impossible or memory is exhausted.
+    pub fn malloc(&self, n: usize) -> Option<usize> {
+        if let Some(c) = quick_class_of_request(n) {
+            return self.malloc_quick(c);
+        }
+        let need = block_size(n)?;
+        if need >= MMAP_THRESHOLD {
+            return self.map_large(n, ALIGNMENT);
+        }
+        self.alloc_block(need, IN_USE).map(|b| b + HEADER)
+    }
+
+    /// One block of quick class `c`: from its quick list, else carved from the heap.
+    fn malloc_quick(&self, c: usize) -> Option<usize> {
+        let secret = self.secret();
+        {
+            let mut q = self.quick[c].lock();
+            if q.head != 0 {
+                let p = q.head;
+                q.head = self.next_quick(p, secret);
+                q.len -= 1;
+                drop(q);
+                self.quick_bytes.fetch_sub(QUICK_SIZE[c] as usize, Ordering::Relaxed);
+                // SAFETY: p was a QUICK block of ours; now it is the caller's.
+                unsafe { block::word_at(p - HEADER).fetch_xor(FLIP_IN_USE_QUICK, Ordering::Relaxed) };
+                return Some(p);
+            }
+        }
+        self.alloc_block(QUICK_SIZE[c] as usize, IN_USE).map(|b| b + HEADER)
+    }
+
+    /// A block of at least `need` bytes in `state`, from the bins, the top, or new memory.
+    fn alloc_block(&self, need: usize, state: u64) -> Option<usize> {
+        let mut core = self.lock_core();
+        // SAFETY: the heap lock is held; take returns an unlinked free block we now own.
+        unsafe {
+            let (b, size) = self.take_or_grow(&mut core, need)?;
+            core.carve(b, size, need, state);
+            Some(b)
+        }
+    }
+
+    /// `take`, falling back to consolidating the quick lists and then to growing the heap.
+    unsafe fn take_or_grow(&self, core: &mut Core, need: usize) -> Option<(usize, usize)> {
+        // SAFETY: the caller holds the heap lock (core).
+        unsafe {
+            if let Some(found) = core.take(need) {
+                return Some(found);
+            }
+            if self.quick_bytes.load(Ordering::Relaxed) >= need {
+                self.consolidate(core);
+                if let Some(found) = core.take(need) {
+                    return Some(found);
+                }
+            }
+            self.grow(core, need)?;
+            core.take(need)
+        }
+    }
+
+    /// Obtains at least `need` bytes of new block space from the source.
+    unsafe fn grow(&self, core: &mut Core, need: usize) -> Option<()> {
+        let want = need.checked_add(SEGMENT_OVERHEAD + PAGE)?;
+        let want = want.checked_add(GROW_STEP - 1)? & !(GROW_STEP - 1);
+        let r = self.source.grow(want)?;
+        if !self.pages.mark(&self.source, r.start, r.len) {
+            self.source.shrink(r, r.len);
+            return None;
+        }
+        self.note_os(r.start, r.len);
+        core.heap_bytes += r.len;
+        let secret = core.secret;
+        // SAFETY: the region is fresh memory we own; the fences and descriptor are written before
+        // any block of the region is used.
+        unsafe {
+            let seg = core.seg as *mut Segment;
+            if core.seg != 0 && r.start == core.fence + WORD && (*seg).from_brk == r.from_brk {
+                // Contiguous: the old fence becomes the header of a block spanning the new space.
+                (*seg).len += r.len;
+                let b = core.fence;
+                core.fence = r.start + r.len - WORD;
+                core.write_fence(core.fence);
+                block::write_tags(b, core.fence - b, IN_USE, secret);
+                core.release(b, core.fence - b, "malloc");
+            } else {
+                let s = r.start as *mut Segment;
+                s.write(Segment { next: core.segments, len: r.len, from_brk: r.from_brk });
+                core.segments = r.start;
+                core.seg = r.start;
+                let first = r.start + FIRST_BLOCK;
+                block::store(first - WORD, block::seal(first - WORD, 0, secret));
+                // The old top stays a free block of its segment, now in a bin.
+                let old_top = core.top;
+                if old_top != 0 {
+                    let size = block::size_of(core.header(old_top, "malloc"));
+                    core.unlink(old_top, size);
+                    core.fence = 0;
+                    core.insert(old_top, size);
+                }
+                core.fence = r.start + r.len - WORD;
+                core.write_fence(core.fence);
+                block::write_tags(first, core.fence - first, IN_USE, secret);
+                core.release(first, core.fence - first, "malloc");
+            }
+        }
+        Some(())
+    }
+
+    /// Moves every quick list's blocks into the coalesced free lists.
+    unsafe fn consolidate(&self, core: &mut Core) {
+        let secret = core.secret;
+        for c in 0..NUM_QUICK {
+            let (mut p, n) = {
+                let mut q = self.quick[c].lock();
+                let taken = (q.head, q.len);
+                q.head = 0;
+                q.len = 0;
+                taken
+            };
+            if n == 0 {
+                continue;
+            }
+            self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
+            while p != 0 {
+                let next = self.next_quick(p, secret);
+                let b = p - HEADER;
+                // SAFETY: blocks on a quick list are QUICK blocks in segments; we own them now.
+                unsafe {
+                    let h = core.header(b, "malloc");
+                    if block::state_of(h) != QUICK || block::size_of(h) != QUICK_SIZE[c] as usize {
+                        fatal("malloc", "corrupted quick list at", p);
+                    }
+                    block::store(b, h ^ FLIP_QUICK_FREE);
+                    core.release(b, block::size_of(h), "malloc");
+                }
+                p = next;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Batches for thread caches
+
+    /// Takes up to `max` `QUICK` blocks of class `c`: from the quick list, else freshly carved.
+    /// Returns the chain's first user pointer (links encoded, last link 0) and its length.
+    pub fn refill(&self, c: usize, max: usize) -> (usize, usize) {
+        let secret = self.secret();
+        {
+            let mut q = self.quick[c].lock();
+            if q.head != 0 {
+                let head = q.head;
+                let mut tail = head;
+                let mut n = 1;
+                let mut next = self.next_quick(tail, secret);
+                while n < max && next != 0 {
+                    tail = next;
+                    next = self.next_quick(tail, secret);
+                    n += 1;
+                }
+                q.head = next;
+                q.len -= n;
+                drop(q);
+                // SAFETY: tail is a QUICK block we now own.
+                unsafe { *(tail as *mut usize) = block::encode_link(tail, 0, secret) };
+                self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
+                return (head, n);
+            }
+        }
+        self.carve_run(c, max)
+    }
+
+    /// Carves up to `max` consecutive `QUICK` blocks of class `c` out of one free block.
+    fn carve_run(&self, c: usize, max: usize) -> (usize, usize) {
+        let size = QUICK_SIZE[c] as usize;
+        let mut core = self.lock_core();
+        let secret = core.secret;
+        // SAFETY: under the heap lock; the block from take_or_grow is ours.
+        unsafe {
+            // Ask for the whole run; settle for one block if that is all there is.
+            let (b, got) = match core.take(size * max) {
+                Some(found) => found,
+                None => match self.take_or_grow(&mut core, size) {
+                    Some(found) => found,
+                    None => return (0, 0),
+                },
+            };
+            let mut n = (got / size).min(max);
+            let mut rest = got - n * size;
+            if rest != 0 && rest < MIN_BLOCK && n > 1 {
+                n -= 1;
+                rest += size;
+            }
+            let mut next = 0;
+            for i in (0..n).rev() {
+                let bi = b + i * size;
+                // The last block absorbs a sliver too small to be a block of its own.
+                let bsize = if i == n - 1 && rest < MIN_BLOCK { size + rest } else { size };
+                block::write_tags(bi, bsize, QUICK, secret);
+                let p = bi + HEADER;
+                *(p as *mut usize) = block::encode_link(p, next, secret);
+                next = p;
+            }
+            if rest >= MIN_BLOCK {
+                core.insert(b + n * size, rest);
+            }
+            (b + HEADER, n)
+        }
+    }
+
+    /// Gives a chain of `n` `QUICK` blocks of class `c` (first `head`, last `tail`) to the quick
+    /// list.
+    pub fn flush(&self, c: usize, head: usize, tail: usize, n: usize) {
+        let secret = self.secret();
+        let mut q = self.quick[c].lock();
+        // SAFETY: the chain's blocks are QUICK blocks the caller owned; tail's link is ours to set.
+        unsafe { *(tail as *mut usize) = block::encode_link(tail, q.head, secret) };
+        q.head = head;
+        q.len += n;
+        drop(q);
+        self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
+    }
+
+    /// Bytes parked on the quick lists.
+    pub fn quick_bytes(&self) -> usize {
+        self.quick_bytes.load(Ordering::Relaxed)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Freeing
+
+    /// Frees the live block at `p` whose header `validate` returned.
+    pub fn free_validated(&self, p: usize, h: u64) {
+        if h & MAPPED != 0 {
+            return self.unmap_large(p, h);
+        }
+        let size = block::size_of(h);
+        let b = p - HEADER;
+        if let Some(c) = quick_class_of_block(size) {
+            let secret = self.secret();
+            // SAFETY: the caller owns the block; it becomes QUICK and goes on the quick list.
+            unsafe { block::store(b, h ^ FLIP_IN_USE_QUICK) };
+            let mut q = self.quick[c].lock();
+            // SAFETY: p's first payload word becomes its link.
+            unsafe { *(p as *mut usize) = block::encode_link(p, q.head, secret) };
+            q.head = p;
+            q.len += 1;
+            drop(q);
+            self.quick_bytes.fetch_add(size, Ordering::Relaxed);
+            return;
+        }
+        let mut core = self.lock_core();
+        // SAFETY: the caller owns the block; under the heap lock it becomes FREE and coalesces.
+        unsafe { core.release(b, size, "free") };
+        self.maybe_trim(&mut core);
+    }
+
+    /// Frees `p` (non-null): validates, then frees.
+    pub fn free(&self, p: usize) {
+        let h = self.validate(p, "free");
+        self.free_validated(p, h);
+    }
+
+    fn maybe_trim(&self, core: &mut Core) {
+        if core.top == 0 {
+            return;
+        }
+        // SAFETY: the top is a FREE block in the growable segment.
+        let top_size = block::size_of(unsafe { block::load(core.top) });
+        if top_size > TRIM_THRESHOLD {
+            self.trim_top(core, TRIM_KEEP);
+        }
+    }
+
+    /// Gives the top block's bytes beyond `keep` back to the source. Returns whether it did.
+    fn trim_top(&self, core: &mut Core, keep: usize) -> bool {
+        if core.top == 0 {
+            return false;
+        }
+        let t = core.top;
+        // SAFETY: the top is a FREE block; seg is the growable segment's descriptor.
+        let excess = unsafe {
+            let size = block::size_of(block::load(t));
+            let keep = round_up(keep.max(MIN_BLOCK), GRAIN);
+            if size < keep + PAGE {
+                return false;
+            }
+            let excess = (size - keep) & !(PAGE - 1);
+            let seg = core.seg as *mut Segment;
+            let region = Region { start: core.seg, len: (*seg).len, from_brk: (*seg).from_brk };
+            if !self.source.shrink(region, excess) {
+                return false;
+            }
+            (*seg).len -= excess;
+            core.fence -= excess;
+            core.write_fence(core.fence);
+            core.unlink(t, size);
+            core.insert(t, size - excess);
+            core.heap_bytes -= excess;
+            self.pages.clear(core.fence + WORD, excess);
+            excess
+        };
+        self.note_os_returned(excess);
+        true
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // realloc and aligned allocation
+
+    /// Resizes the live block at `p` to `n > 0` bytes: in place when it can, by moving otherwise.
+    /// `None` (and the block untouched) when memory is exhausted or `n` impossible.
+    pub fn realloc(&self, p: usize, n: usize) -> Option<usize> {
+        let h = self.validate(p, "realloc");
+        if h & MAPPED != 0 {
+            return self.realloc_large(p, h, n);
+        }
+        let size = block::size_of(h);
+        let need = alloc_block_size(n)?;
+        let b = p - HEADER;
+        if need <= size {
+            if size - need >= MIN_BLOCK {
+                let mut core = self.lock_core();
+                // SAFETY: the caller owns the block; the tail becomes a free block.
+                unsafe {
+                    block::write_tags(b, need, IN_USE, core.secret);
+                    block::write_tags(b + need, size - need, IN_USE, core.secret);
+                    core.release(b + need, size - need, "realloc");
+                }
+            }
+            return Some(p);
+        }
+        if need < MMAP_THRESHOLD {
+            let mut core = self.lock_core();
+            // SAFETY: under the heap lock; the right neighbour is read, and taken only if FREE.
+            unsafe {
+                let r = b + size;
+                let rh = core.header(r, "realloc");
+                let right = block::size_of(rh);
+                if block::state_of(rh) == FREE && size + right >= need {
+                    core.unlink(r, right);
+                    core.carve(b, size + right, need, IN_USE);
+                    return Some(p);
+                }
+            }
+        }
+        let q = self.malloc(n)?;
+        // SAFETY: both blocks are live and distinct; the old one holds size - overhead bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, (size - crate::config::BLOCK_OVERHEAD).min(n));
+        }
+        self.free_validated(p, h);
+        Some(q)
+    }
+
+    /// Allocates `n` bytes aligned to `align` (a power of two).
+    pub fn memalign(&self, align: usize, n: usize) -> Option<usize> {
+        if align <= ALIGNMENT {
+            return self.malloc(n);
+        }
+        let need = alloc_block_size(n)?;
+        if need >= MMAP_THRESHOLD || align >= MMAP_THRESHOLD {
+            return self.map_large(n, align);
+        }
+        let want = need.checked_add(align)?.checked_add(MIN_BLOCK)?;
+        let mut core = self.lock_core();
+        // SAFETY: under the heap lock; the taken block is ours to cut.
+        unsafe {
+            let (b, size) = self.take_or_grow(&mut core, want)?;
+            let mut p = round_up(b + HEADER, align);
+            while p != b + HEADER && p - (b + HEADER) < MIN_BLOCK {
+                p += align;
+            }
+            let lead = p - (b + HEADER);
+            if lead > 0 {
+                // The leading piece's left neighbour was the free block's: never FREE.
+                core.insert(b, lead);
+            }
+            core.carve(b + lead, size - lead, need, IN_USE);
+            Some(p)
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Mapped (large) blocks
+
+    /// A block with a mapping of its own, for `n` bytes at alignment `align`.
+    fn map_large(&self, n: usize, align: usize) -> Option<usize> {
+        let align = align.max(ALIGNMENT);
+        // Room for the offset word and the header before p, and for moving p up to `align`.
+        let front = MAPPED_PREFIX + if align > ALIGNMENT { align } else { 0 };
+        let len = n.checked_add(front)?.checked_add(PAGE - 1)? & !(PAGE - 1);
+        if len > isize::MAX as usize {
+            return None;
+        }
+        let secret = self.init_secret();
+        let base = self.source.map(len)?;
+        if !self.pages.mark(&self.source, base, len) {
+            self.source.unmap(base, len);
+            return None;
+        }
+        let p = round_up(base + MAPPED_PREFIX, align);
+        // SAFETY: the mapping is fresh and ours; both words lie inside it before p.
+        unsafe {
+            *((p - MAPPED_PREFIX) as *mut usize) = p - base;
+            block::store(p - HEADER, block::seal(p - HEADER, len as u64 | MAPPED | IN_USE, secret));
+        }
+        self.note_os(base, len);
+        self.counters.mapped_bytes.fetch_add(len, Ordering::Relaxed);
+        self.counters.mapped_blocks.fetch_add(1, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// The mapping `(base, len)` of the mapped block at `p` with header `h`.
+    fn mapping_of(&self, p: usize, h: u64, func: &str) -> (usize, usize) {
+        let len = block::size_of(h);
+        // SAFETY: a validated mapped block has its offset word before the header.
+        let offset = unsafe { *((p - MAPPED_PREFIX) as *const usize) };
+        if offset < MAPPED_PREFIX || offset > len || (p - offset) & (PAGE - 1) != 0 {
+            fatal(func, "corrupted header of mapped block", p);
+        }
+        (p - offset, len)
+    }
+
+    fn unmap_large(&self, p: usize, h: u64) {
+        let (base, len) = self.mapping_of(p, h, "free");
+        self.pages.clear(base, len);
+        self.source.unmap(base, len);
+        self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.counters.mapped_blocks.fetch_sub(1, Ordering::Relaxed);
+        self.note_os_returned(len);
+    }
+
+    fn realloc_large(&self, p: usize, h: u64, n: usize) -> Option<usize> {
+        let (base, len) = self.mapping_of(p, h, "realloc");
+        let offset = p - base;
+        let usable = len - offset;
+        let need = block_size(n)?;
+        if need < MMAP_THRESHOLD / 2 {
+            // Shrunk well below the threshold: move it into the heap.
+            let q = self.malloc(n)?;
+            // SAFETY: both blocks are live and distinct.
+            unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, n.min(usable)) };
+            self.unmap_large(p, h);
+            return Some(q);
+        }
+        let new_len = n.checked_add(offset)?.checked_add(PAGE - 1)? & !(PAGE - 1);
+        if new_len == len {
+            return Some(p);
+        }
+        let secret = self.secret();
+        if offset == MAPPED_PREFIX {
+            if let Some(nb) = self.source.remap(base, len, new_len) {
+                self.pages.clear(base, len);
+                if !self.pages.mark(&self.source, nb, new_len) {
+                    fatal("realloc", "out of memory for the page map after moving", p);
+                }
+                let q = nb + offset;
+                // SAFETY: the mapping moved with its contents; its header is rewritten for its new
+                // address.
+                unsafe { block::store(q - HEADER, block::seal(q - HEADER, new_len as u64 | MAPPED | IN_USE, secret)) };
+                self.note_os_returned(len);
+                self.note_os(nb, new_len);
+                self.counters.mapped_bytes.fetch_add(new_len, Ordering::Relaxed);
+                self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
+                return Some(q);
+            }
+        }
+        if new_len < len {
+            return Some(p);
+        }
+        let q = self.malloc(n)?;
+        // SAFETY: both blocks are live and distinct.
+        unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, usable.min(n)) };
+        self.unmap_large(p, h);
+        Some(q)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Maintenance
+
+    /// Consolidates the quick lists and gives the top's excess above `pad` back to the source.
+    /// Returns whether any memory went back.
+    pub fn trim(&self, pad: usize) -> bool {
+        let mut core = self.lock_core();
+        // SAFETY: under the heap lock.
+        unsafe { self.consolidate(&mut core) };
+        self.trim_top(&mut core, pad)
+    }
+
+    /// Bytes in the coalesced free lists and the top.
+    pub fn free_bytes(&self) -> usize {
+        self.core.lock().free_bytes
+    }
+
+    /// Bytes in heap segments.
+    pub fn heap_bytes(&self) -> usize {
+        self.core.lock().heap_bytes
+    }
+
+    /// Verifies every invariant of the heap (see the module's documentation) and counts what it
+    /// saw. Takes every lock; blocks held by thread caches count as `QUICK` blocks in segments.
+    pub fn check(&self) -> Result<HeapReport, &'static str> {
+        let core = self.lock_core();
+        let quick: [_; NUM_QUICK] = ::core::array::from_fn(|c| self.quick[c].lock());
+        let secret = core.secret;
+        let mut rep = HeapReport::default();
+        let mut seg = core.segments;
+        let mut quick_bytes_in_segments = 0;
+        // SAFETY: every lock is held; the walk only reads memory inside segments.
+        unsafe {
+            while seg != 0 {
+                rep.segments += 1;
+                let s = &*(seg as *const Segment);
+                rep.heap_bytes += s.len;
+                let first = seg + FIRST_BLOCK;
+                let fence = seg + s.len - WORD;
+                if block::load(first - WORD) != block::seal(first - WORD, 0, secret) {
+                    return Err("left fence damaged");
+                }
+                if block::load(fence) != block::seal(fence, FENCE, secret) {
+                    return Err("right fence damaged");
+                }
+                let mut b = first;
+                let mut prev_free = false;
+                while b < fence {
+                    let h = block::load(b);
+                    if !block::is_sealed(b, h, secret) {
+                        return Err("header check failed");
+                    }
+                    let size = block::size_of(h);
+                    if size < MIN_BLOCK || size % GRAIN != 0 || b + size > fence {
+                        return Err("block size out of range");
+                    }
+                    let f = b + size - WORD;
+                    if block::load(f) != block::seal(f, size as u64, secret) {
+                        return Err("footer does not match header");
+                    }
+                    match block::state_of(h) {
+                        FREE => {
+                            if prev_free {
+                                return Err("two neighbouring free blocks");
+                            }
+                            rep.free_blocks += 1;
+                            rep.free_bytes += size;
+                            if b == core.top {
+                                if b + size != core.fence {
+                                    return Err("top is not at the fence");
+                                }
+                                rep.top_bytes = size;
+                            }
+                        }
+                        QUICK => {
+                            rep.quick_blocks += 1;
+                            quick_bytes_in_segments += size;
+                        }
+                        IN_USE => rep.in_use_blocks += 1,
+                        _ => return Err("fence inside a segment"),
+                    }
+                    if h & MAPPED != 0 {
+                        return Err("mapped flag on a heap block");
+                    }
+                    prev_free = block::state_of(h) == FREE;
+                    b += size;
+                }
+                if b != fence {
+                    return Err("blocks do not tile the segment");
+                }
+                seg = s.next;
+            }
+            // Bins: well-formed lists of FREE blocks of the right class.
+            let mut listed = 0;
+            for c in 0..NUM_CLASSES {
+                let nonempty = core.bitmap[c / 64] & (1 << (c % 64)) != 0;
+                if nonempty != (core.bins[c] != 0) {
+                    return Err("bitmap disagrees with bins");
+                }
+                let mut b = core.bins[c];
+                let mut prev = 0;
+                while b != 0 {
+                    if !self.pages.contains(b) {
+                        return Err("bin entry outside the heap");
+                    }
+                    let h = block::load(b);
+                    if !block::is_sealed(b, h, secret) || block::state_of(h) != FREE {
+                        return Err("bin entry is not a free block");
+                    }
+                    if class_of(block::size_of(h)) != c {
+                        return Err("block in the wrong bin");
+                    }
+                    if link_prev(b) != prev {
+                        return Err("bin back link broken");
+                    }
+                    if b == core.top {
+                        return Err("top on a bin");
+                    }
+                    listed += 1;
+                    if listed > rep.free_blocks {
+                        return Err("bin lists longer than the free blocks (cycle?)");
+                    }
+                    prev = b;
+                    b = link_next(b);
+                }
+            }
+            if listed + (core.top != 0) as usize != rep.free_blocks {
+                return Err("free blocks missing from the bins");
+            }
+            if rep.free_bytes != core.free_bytes {
+                return Err("free byte count is off");
+            }
+            if rep.heap_bytes != core.heap_bytes {
+                return Err("heap byte count is off");
+            }
+            // Quick lists.
+            let mut listed_bytes = 0;
+            for (c, q) in quick.iter().enumerate() {
+                let mut p = q.head;
+                let mut n = 0;
+                while p != 0 {
+                    let b = p - HEADER;
+                    if !self.pages.contains(b) {
+                        return Err("quick entry outside the heap");
+                    }
+                    let h = block::load(b);
+                    if !block::is_sealed(b, h, secret) || block::state_of(h) != QUICK {
+                        return Err("quick entry is not a quick block");
+                    }
+                    // A block may exceed its class by a sliver too small to split off.
+                    if block::size_of(h) < class_size(c) || block::size_of(h) - class_size(c) >= MIN_BLOCK {
+                        return Err("quick entry of the wrong class");
+                    }
+                    listed_bytes += block::size_of(h);
+                    n += 1;
+                    if n > rep.quick_blocks {
+                        return Err("quick list longer than the quick blocks (cycle?)");
+                    }
+                    p = block::decode_link(p, *(p as *const usize), secret);
+                }
+                if n != q.len {
+                    return Err("quick list length is off");
+                }
+                rep.listed_quick_blocks += n;
+            }
+            if listed_bytes != self.quick_bytes.load(Ordering::Relaxed) {
+                return Err("quick byte count is off");
+            }
+            if rep.listed_quick_blocks > rep.quick_blocks || listed_bytes > quick_bytes_in_segments {
+                return Err("quick lists hold blocks the segments do not");
+            }
+        }
+        Ok(rep)
+    }
+}

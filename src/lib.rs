@@ -1,0 +1,38 @@
+//! my_alloc: a malloc replacement with a `no_std` core.
+//!
+//! Layers, bottom to top (each uses only the ones below it):
+//! `config` → `os` (every system call) → `sync` (locks) → `block` (metadata layout) →
+//! `size_class` → `pagemap` → `heap` (the core, over a `source::Source`) → `tcache` (per-thread
+//! caches) → `global` (the process-wide heap, start-up and fork) → `api` (the C surface).
+//! `diag` formats diagnostics; `stats` prints statistics. See DESIGN.md.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod block;
+pub mod config;
+pub mod diag;
+pub mod heap;
+pub mod os;
+pub mod pagemap;
+pub mod size_class;
+pub mod source;
+pub mod sync;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // Formatting the panic message could itself fail inside malloc; a fixed line is enough to
+    // know where to look.
+    os::write_stderr(b"my_alloc: internal error (panic)\n");
+    os::abort()
+}
+
+/// Referenced by precompiled `core` even with `panic = "abort"`; defined so that the shared
+/// library has no undefined Rust symbol at load time.
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}

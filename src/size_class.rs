@@ -1,0 +1,192 @@
+//! Size classes: the mapping from a block size to the segregated list that holds it.
+//!
+//! Classes step linearly by one grain from `MIN_BLOCK` to `LINEAR_LIMIT` (no internal waste for
+//! small objects, which dominate real programs), then geometrically with `STEPS_PER_DOUBLING`
+//! classes per power of two (at most 25% waste). The last class, `NUM_CLASSES - 1`, takes every
+//! block too big for the others. With the defaults (16-byte grain, 128 classes): 63 linear classes
+//! of 32..=1024 bytes, then 1280, 1536, 1792, 2048, 2560, … up to 64 MiB.
+//!
+//! A class is *quick* when its blocks are served by thread caches and per-class quick lists
+//! without coalescing: every class up to `QUICK_LIMIT`. Requests in a quick class are rounded up to
+//! the class size, so that any block of the class serves any request of the class.
+
+use crate::config::{BLOCK_OVERHEAD, GRAIN, LINEAR_LIMIT, MAX_REQUEST, MIN_BLOCK, NUM_CLASSES, QUICK_LIMIT, STEPS_PER_DOUBLING};
+
+/// Number of linearly spaced classes (before the cap by `NUM_CLASSES`).
+pub const LINEAR_CLASSES: usize = (LINEAR_LIMIT - MIN_BLOCK) / GRAIN + 1;
+const LOG2_LINEAR_LIMIT: u32 = LINEAR_LIMIT.trailing_zeros();
+const STEP_SHIFT: u32 = STEPS_PER_DOUBLING.trailing_zeros();
+const _: () = assert!(LINEAR_LIMIT.is_power_of_two() && STEPS_PER_DOUBLING.is_power_of_two());
+
+/// The class whose range holds a block of `size` bytes (`MIN_BLOCK <= size`, a multiple of the
+/// grain). Class `c` holds sizes in `(class_size(c - 1), class_size(c)]`.
+#[inline(always)]
+pub const fn class_of(size: usize) -> usize {
+    let raw = if size <= LINEAR_LIMIT {
+        (size - MIN_BLOCK + GRAIN - 1) / GRAIN
+    } else {
+        // size lies in (2^k, 2^(k+1)], split into STEPS_PER_DOUBLING steps of 2^k / STEPS.
+        let k = usize::BITS - 1 - (size - 1).leading_zeros();
+        let step_shift = k - STEP_SHIFT;
+        let t = (size - (1 << k) + (1 << step_shift) - 1) >> step_shift; // 1..=STEPS
+        LINEAR_CLASSES + STEPS_PER_DOUBLING * (k - LOG2_LINEAR_LIMIT) as usize + t - 1
+    };
+    if raw < NUM_CLASSES - 1 { raw } else { NUM_CLASSES - 1 }
+}
+
+/// The largest block size of class `c` (`usize::MAX` for the last, unbounded class).
+pub const fn class_size(c: usize) -> usize {
+    if c >= NUM_CLASSES - 1 {
+        return usize::MAX;
+    }
+    if c < LINEAR_CLASSES {
+        return MIN_BLOCK + c * GRAIN;
+    }
+    let g = c - LINEAR_CLASSES;
+    let k = LOG2_LINEAR_LIMIT + (g / STEPS_PER_DOUBLING) as u32;
+    let t = g % STEPS_PER_DOUBLING + 1;
+    (1 << k) + t * (1 << (k - STEP_SHIFT))
+}
+
+const fn count_quick() -> usize {
+    let mut c = 0;
+    while c < NUM_CLASSES - 1 && class_size(c) <= QUICK_LIMIT {
+        c += 1;
+    }
+    c
+}
+
+/// Number of quick classes: classes `0..NUM_QUICK` are cached per thread and kept on quick lists.
+pub const NUM_QUICK: usize = count_quick();
+const _: () = assert!(NUM_QUICK > 0);
+
+/// Block size of the largest quick class.
+pub const QUICK_MAX_BLOCK: usize = class_size(NUM_QUICK - 1);
+
+/// Largest request that lands in a quick class.
+pub const QUICK_MAX_REQUEST: usize = QUICK_MAX_BLOCK - BLOCK_OVERHEAD;
+
+/// Block sizes of the quick classes, for the hot paths (a load instead of arithmetic).
+pub static QUICK_SIZE: [u32; NUM_QUICK] = {
+    let mut t = [0u32; NUM_QUICK];
+    let mut c = 0;
+    while c < NUM_QUICK {
+        t[c] = class_size(c) as u32;
+        c += 1;
+    }
+    t
+};
+
+/// The block size needed for a request of `n` bytes, before any class rounding, or `None` if the
+/// request is impossible (beyond `MAX_REQUEST`).
+#[inline(always)]
+pub const fn block_size(n: usize) -> Option<usize> {
+    if n > MAX_REQUEST {
+        return None;
+    }
+    let s = (n + BLOCK_OVERHEAD + GRAIN - 1) & !(GRAIN - 1);
+    Some(if s < MIN_BLOCK { MIN_BLOCK } else { s })
+}
+
+/// The quick class serving a request of `n` bytes, if there is one. This is the hot path's only
+/// size computation: for the linear classes it is an add and a shift.
+#[inline(always)]
+pub const fn quick_class_of_request(n: usize) -> Option<usize> {
+    if n <= LINEAR_LIMIT - BLOCK_OVERHEAD {
+        // Same as class_of(block_size(n)) for linear sizes, without the MIN_BLOCK clamp's branch.
+        let c = (n + BLOCK_OVERHEAD + GRAIN - 1).saturating_sub(MIN_BLOCK) / GRAIN;
+        if c < NUM_QUICK {
+            return Some(c);
+        }
+        return None;
+    }
+    if n > QUICK_MAX_REQUEST {
+        return None;
+    }
+    match block_size(n) {
+        Some(s) => Some(class_of(s)),
+        None => None,
+    }
+}
+
+/// The quick class of a block of exactly `size` bytes, if `size` is a quick class's block size.
+/// Blocks of other sizes (split remainders, aligned blocks) are never cached.
+#[inline(always)]
+pub fn quick_class_of_block(size: usize) -> Option<usize> {
+    if size > QUICK_MAX_BLOCK {
+        return None;
+    }
+    let c = class_of(size);
+    if QUICK_SIZE[c] as usize == size { Some(c) } else { None }
+}
+
+/// The size a block for `n` bytes is given: the class size for quick classes, otherwise the exact
+/// grain-rounded size. `None` for impossible requests.
+#[inline]
+pub fn alloc_block_size(n: usize) -> Option<usize> {
+    match quick_class_of_request(n) {
+        Some(c) => Some(QUICK_SIZE[c] as usize),
+        None => block_size(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_increasing_and_cover_every_size() {
+        for c in 1..NUM_CLASSES - 1 {
+            assert!(class_size(c) > class_size(c - 1), "class {c}");
+            assert_eq!(class_size(c) % GRAIN, 0, "class {c} size not grain-aligned");
+        }
+        // Every grain-multiple size maps to the class whose range holds it.
+        let mut s = MIN_BLOCK;
+        while s < 1 << 28 {
+            let c = class_of(s);
+            assert!(s <= class_size(c), "size {s} above its class {c}");
+            if c > 0 {
+                assert!(s > class_size(c - 1), "size {s} fits a lower class than {c}");
+            }
+            s += if s < 1 << 16 { GRAIN } else { s / 64 / GRAIN * GRAIN };
+        }
+        assert_eq!(class_of(usize::MAX / 2), NUM_CLASSES - 1);
+    }
+
+    #[test]
+    fn geometric_waste_is_bounded() {
+        for c in LINEAR_CLASSES..NUM_CLASSES - 1 {
+            let (lo, hi) = (class_size(c - 1), class_size(c));
+            // The worst request in the class is one grain above the previous class.
+            let waste = (hi - (lo + GRAIN)) as f64 / (lo + GRAIN) as f64;
+            assert!(waste <= 0.25, "class {c}: {lo}..{hi} wastes {waste}");
+        }
+    }
+
+    #[test]
+    fn request_mapping_matches_the_slow_formula() {
+        for n in 0..=QUICK_MAX_REQUEST + 4096 {
+            let slow = block_size(n).map(class_of).filter(|&c| c < NUM_QUICK);
+            assert_eq!(quick_class_of_request(n), slow, "request {n}");
+            if let Some(c) = slow {
+                assert!(QUICK_SIZE[c] as usize - BLOCK_OVERHEAD >= n);
+                assert_eq!(quick_class_of_block(QUICK_SIZE[c] as usize), Some(c));
+            }
+        }
+        assert_eq!(block_size(MAX_REQUEST + 1), None);
+        assert_eq!(block_size(0), Some(MIN_BLOCK));
+    }
+
+    #[test]
+    fn default_layout_is_as_documented() {
+        if GRAIN == 16 && NUM_CLASSES == 128 {
+            assert_eq!(LINEAR_CLASSES, 63);
+            assert_eq!(class_size(0), 32);
+            assert_eq!(class_size(62), 1024);
+            assert_eq!(class_size(63), 1280);
+            assert_eq!(class_size(66), 2048);
+            assert_eq!(QUICK_MAX_BLOCK, 32 * 1024);
+            assert_eq!(NUM_QUICK, 63 + 20);
+        }
+    }
+}

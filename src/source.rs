@@ -1,0 +1,44 @@
+//! Where the heap's memory comes from: a small trait, so that the core can run over the operating
+//! system (`os::OsSource`) or over memory a test owns.
+
+/// A region the heap obtained with [`Source::grow`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// First byte (page-aligned).
+    pub start: usize,
+    /// Length in bytes (a multiple of the page size).
+    pub len: usize,
+    /// Whether the region came from the program break, so that shrinking it means moving the
+    /// break back rather than unmapping.
+    pub from_brk: bool,
+}
+
+/// A provider of memory for the heap.
+///
+/// # Safety
+/// Implementations must hand out zero-filled, readable and writable memory that nobody else uses
+/// until it is given back, and must never hand out the same bytes twice.
+pub unsafe trait Source: Sync {
+    /// At least `len` (a multiple of the page size) more bytes for the heap. Regions may or may
+    /// not follow the previous one; the heap checks `start` against its current end.
+    fn grow(&self, len: usize) -> Option<Region>;
+
+    /// Gives back the last `len` bytes of `region` (which ends at `region.start + region.len`).
+    /// Returns false when it cannot (for example, someone else moved the break since).
+    fn shrink(&self, region: Region, len: usize) -> bool;
+
+    /// A fresh zero-filled mapping of `len` bytes (a multiple of the page size).
+    fn map(&self, len: usize) -> Option<usize>;
+
+    /// Gives back a mapping obtained from [`Source::map`] (or a page-aligned part of one).
+    fn unmap(&self, addr: usize, len: usize);
+
+    /// Resizes a mapping, moving it if needed; `None` if the source cannot.
+    fn remap(&self, _addr: usize, _old_len: usize, _new_len: usize) -> Option<usize> {
+        None
+    }
+
+    /// Tells the OS the pages of `[addr, addr + len)` are not needed: they may read back as zero,
+    /// and stay usable.
+    fn purge(&self, _addr: usize, _len: usize) {}
+}

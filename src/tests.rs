@@ -1,0 +1,654 @@
+//! Tests of the core over memory the test owns: split and coalesce, growth, trimming, exhaustion,
+//! misuse detection, and a model-based randomized test against a shadow of every live block.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::block;
+use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, TRIM_THRESHOLD};
+use crate::heap::Heap;
+use crate::size_class::{NUM_QUICK, QUICK_SIZE};
+use crate::source::{Region, Source};
+
+const SECRET: u64 = 0x5eed_0f_a110c_u64 | 1;
+
+/// Memory for a test heap: one arena handed out front to back (so growth is contiguous unless a
+/// gap is requested), mappings from the system allocator, and an optional limit to simulate
+/// exhaustion.
+struct TestSource {
+    state: Mutex<ArenaState>,
+}
+
+struct ArenaState {
+    base: usize,
+    cap: usize,
+    used: usize,
+    /// Bytes of arena plus mappings that may still be handed out (usize::MAX: no limit).
+    budget: usize,
+    gap_next: bool,
+    maps: BTreeMap<usize, usize>,
+}
+
+impl TestSource {
+    fn new(cap: usize) -> Self {
+        let layout = Layout::from_size_align(cap, PAGE).unwrap();
+        // SAFETY: non-zero size.
+        let base = unsafe { alloc_zeroed(layout) } as usize;
+        assert_ne!(base, 0);
+        TestSource {
+            state: Mutex::new(ArenaState { base, cap, used: 0, budget: usize::MAX, gap_next: false, maps: BTreeMap::new() }),
+        }
+    }
+    fn set_budget(&self, b: usize) {
+        self.state.lock().unwrap().budget = b;
+    }
+    fn gap_next(&self) {
+        self.state.lock().unwrap().gap_next = true;
+    }
+    /// Live mappings other than the page map's own (its root and leaves).
+    fn mappings(&self) -> usize {
+        let s = self.state.lock().unwrap();
+        s.maps.values().filter(|&&len| len != crate::pagemap::ROOT_BYTES && len != crate::pagemap::LEAF_BYTES).count()
+    }
+}
+
+impl Drop for TestSource {
+    fn drop(&mut self) {
+        let s = self.state.get_mut().unwrap();
+        // SAFETY: allocated in new with this layout.
+        unsafe { dealloc(s.base as *mut u8, Layout::from_size_align(s.cap, PAGE).unwrap()) };
+        for (&a, &len) in &s.maps {
+            // SAFETY: allocated in map with this layout.
+            unsafe { dealloc(a as *mut u8, Layout::from_size_align(len, PAGE).unwrap()) };
+        }
+    }
+}
+
+// SAFETY: arena bytes are handed out once (until shrunk back) and zeroed; mappings are fresh.
+unsafe impl Source for TestSource {
+    fn grow(&self, len: usize) -> Option<Region> {
+        let mut s = self.state.lock().unwrap();
+        if len > s.budget {
+            return None;
+        }
+        if s.gap_next {
+            s.gap_next = false;
+            s.used += 16 * PAGE;
+        }
+        if s.used + len > s.cap {
+            return None;
+        }
+        let start = s.base + s.used;
+        s.used += len;
+        s.budget -= len;
+        // SAFETY: fresh arena bytes (possibly dirty after a shrink): zero them like the OS would.
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, len) };
+        Some(Region { start, len, from_brk: true })
+    }
+    fn shrink(&self, region: Region, len: usize) -> bool {
+        let mut s = self.state.lock().unwrap();
+        if region.start + region.len != s.base + s.used {
+            return false;
+        }
+        s.used -= len;
+        if s.budget != usize::MAX {
+            s.budget += len;
+        }
+        true
+    }
+    fn map(&self, len: usize) -> Option<usize> {
+        let mut s = self.state.lock().unwrap();
+        if len > s.budget {
+            return None;
+        }
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc_zeroed(Layout::from_size_align(len, PAGE).unwrap()) } as usize;
+        if p == 0 {
+            return None;
+        }
+        if s.budget != usize::MAX {
+            s.budget -= len;
+        }
+        s.maps.insert(p, len);
+        Some(p)
+    }
+    fn unmap(&self, addr: usize, len: usize) {
+        let mut s = self.state.lock().unwrap();
+        assert_eq!(s.maps.remove(&addr), Some(len), "unmap of something never mapped");
+        if s.budget != usize::MAX {
+            s.budget += len;
+        }
+        // SAFETY: allocated in map with this layout.
+        unsafe { dealloc(addr as *mut u8, Layout::from_size_align(len, PAGE).unwrap()) };
+    }
+}
+
+fn new_heap(cap: usize) -> Box<Heap<TestSource>> {
+    Box::new(Heap::new(TestSource::new(cap), SECRET))
+}
+
+fn usable(h: &Heap<TestSource>, p: usize) -> usize {
+    h.usable_size(p)
+}
+
+fn fill(p: usize, n: usize, v: u8) {
+    // SAFETY: the test owns n bytes at p.
+    unsafe { std::ptr::write_bytes(p as *mut u8, v, n) }
+}
+
+fn holds(p: usize, n: usize, v: u8) -> bool {
+    // SAFETY: the test owns n bytes at p.
+    unsafe { std::slice::from_raw_parts(p as *const u8, n).iter().all(|&b| b == v) }
+}
+
+#[test]
+fn malloc_gives_aligned_distinct_usable_blocks() {
+    let h = new_heap(64 << 20);
+    let mut ps = Vec::new();
+    for n in [0usize, 1, 8, 15, 16, 17, 24, 100, 1000, 1008, 1009, 5000, 40_000, 300_000] {
+        let p = h.malloc(n).unwrap();
+        assert_eq!(p % ALIGNMENT, 0, "malloc({n})");
+        assert!(usable(&h, p) >= n.max(1), "malloc({n}) usable {}", usable(&h, p));
+        fill(p, n, 0xAB);
+        ps.push((p, n));
+    }
+    for &(p, n) in &ps {
+        assert!(holds(p, n, 0xAB));
+    }
+    h.check().unwrap();
+    for (p, _) in ps {
+        h.free(p);
+    }
+    let r = h.check().unwrap();
+    assert_eq!(r.in_use_blocks, 0);
+    assert_eq!(h.source().mappings(), 0, "the mapped block was not unmapped");
+}
+
+#[test]
+fn free_coalesces_with_both_neighbours() {
+    let h = new_heap(64 << 20);
+    // Sizes above the quick limit go straight to the coalescing free lists.
+    let n = QUICK_LIMIT + 1000;
+    let a = h.malloc(n).unwrap();
+    let b = h.malloc(n).unwrap();
+    let c = h.malloc(n).unwrap();
+    let guard = h.malloc(n).unwrap();
+    let before = h.check().unwrap();
+    h.free(a);
+    h.free(c);
+    let r = h.check().unwrap();
+    assert_eq!(r.free_blocks, before.free_blocks + 2, "a and c are separate free blocks");
+    h.free(b);
+    let r = h.check().unwrap();
+    assert_eq!(r.free_blocks, before.free_blocks + 1, "a, b and c merged into one");
+    // The merged block serves a request of all three at the same address.
+    let big = h.malloc(3 * n).unwrap();
+    assert_eq!(big, a);
+    h.free(big);
+    h.free(guard);
+    let r = h.check().unwrap();
+    assert_eq!(r.free_blocks, 1, "everything merged into the top");
+    assert_eq!(r.top_bytes, r.free_bytes);
+}
+
+#[test]
+fn split_leaves_a_usable_remainder() {
+    let h = new_heap(64 << 20);
+    let n = 100_000;
+    let a = h.malloc(n).unwrap();
+    let fence = h.malloc(n).unwrap();
+    h.free(a);
+    // A smaller request splits the freed block; the remainder serves the next one.
+    let x = h.malloc(40_000).unwrap();
+    assert_eq!(x, a);
+    let y = h.malloc(40_000).unwrap();
+    assert_eq!(y, a + usable(&h, x) + BLOCK_OVERHEAD);
+    h.check().unwrap();
+    for p in [x, y, fence] {
+        h.free(p);
+    }
+    h.check().unwrap();
+}
+
+#[test]
+fn quick_blocks_are_reused_lifo_and_consolidated_when_needed() {
+    let h = new_heap(64 << 20);
+    // Enough small blocks to leave little room at the top.
+    let mut ps = Vec::new();
+    while ps.len() < 50_000 || h.free_bytes() > 64 << 10 {
+        ps.push(h.malloc(48).unwrap());
+    }
+    for &p in &ps {
+        h.free(p);
+    }
+    let r = h.check().unwrap();
+    assert_eq!(r.listed_quick_blocks, ps.len());
+    assert_eq!(h.malloc(48).unwrap(), *ps.last().unwrap(), "LIFO reuse");
+    // A request no quick list or free block can serve first consolidates the quick lists.
+    let heap_before = h.heap_bytes();
+    let big = h.malloc(200_000).unwrap();
+    let r = h.check().unwrap();
+    assert_eq!(r.listed_quick_blocks, 0);
+    assert_eq!(h.quick_bytes(), 0);
+    assert_eq!(h.heap_bytes(), heap_before, "consolidation served it without growing");
+    h.free(big);
+}
+
+#[test]
+fn realloc_grows_and_shrinks_in_place() {
+    let h = new_heap(64 << 20);
+    let n = 50_000;
+    let a = h.malloc(n).unwrap();
+    fill(a, n, 7);
+    // The top follows a: growing takes from it in place.
+    let a2 = h.realloc(a, 2 * n).unwrap();
+    assert_eq!(a2, a);
+    assert!(holds(a, n, 7));
+    let b = h.malloc(n).unwrap();
+    // Shrinking splits in place; growing back absorbs the freed tail.
+    let a3 = h.realloc(a, n / 2).unwrap();
+    assert_eq!(a3, a);
+    h.check().unwrap();
+    let a4 = h.realloc(a, 2 * n).unwrap();
+    assert_eq!(a4, a);
+    assert!(holds(a, n / 2, 7));
+    // No room: it moves, keeping the contents.
+    let a5 = h.realloc(a, 4 * n).unwrap();
+    assert_ne!(a5, a);
+    assert!(holds(a5, n / 2, 7));
+    h.check().unwrap();
+    h.free(a5);
+    h.free(b);
+    h.check().unwrap();
+}
+
+#[test]
+fn memalign_honours_every_alignment() {
+    let h = new_heap(64 << 20);
+    let mut ps = Vec::new();
+    for shift in 4..=20 {
+        let align = 1usize << shift;
+        for n in [1usize, 100, 5000, 70_000] {
+            let p = h.memalign(align, n).unwrap();
+            assert_eq!(p % align, 0, "memalign({align}, {n})");
+            assert!(usable(&h, p) >= n);
+            fill(p, n, shift as u8);
+            ps.push((p, n, shift as u8));
+        }
+        h.check().unwrap();
+    }
+    for (p, n, v) in ps {
+        assert!(holds(p, n, v));
+        h.free(p);
+    }
+    h.check().unwrap();
+}
+
+#[test]
+fn growth_that_is_not_contiguous_starts_a_new_segment() {
+    let h = new_heap(256 << 20);
+    let mut ps = Vec::new();
+    for i in 0..3 {
+        h.source().gap_next();
+        // Each round needs more than the segment has left.
+        for _ in 0..40 {
+            ps.push(h.malloc(100_000 + i).unwrap());
+        }
+    }
+    let r = h.check().unwrap();
+    assert!(r.segments >= 3, "{r:?}");
+    for p in ps {
+        h.free(p);
+    }
+    let r = h.check().unwrap();
+    assert_eq!(r.in_use_blocks, 0);
+}
+
+#[test]
+fn the_top_is_trimmed_back_to_the_source() {
+    let h = new_heap(256 << 20);
+    let ps: Vec<usize> = (0..200).map(|_| h.malloc(100_000).unwrap()).collect();
+    let grown = h.heap_bytes();
+    assert!(grown >= 200 * 100_000);
+    for p in ps.into_iter().rev() {
+        h.free(p);
+    }
+    let r = h.check().unwrap();
+    assert!(r.heap_bytes <= TRIM_THRESHOLD + (1 << 20), "heap still {} bytes after freeing", r.heap_bytes);
+    assert!(h.counters.os_returned.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    // Small blocks: trim() consolidates the quick lists, then trims.
+    let small: Vec<usize> = (0..100_000).map(|_| h.malloc(64).unwrap()).collect();
+    for p in small {
+        h.free(p);
+    }
+    let before = h.heap_bytes();
+    assert!(h.trim(0));
+    assert!(h.heap_bytes() < before / 4);
+    h.check().unwrap();
+}
+
+#[test]
+fn exhaustion_fails_cleanly_and_recovers() {
+    let h = new_heap(64 << 20);
+    let mut ps = Vec::new();
+    h.source().set_budget(8 << 20);
+    loop {
+        match h.malloc(3000) {
+            Some(p) => ps.push(p),
+            None => break,
+        }
+        assert!(ps.len() < 10_000, "the budget was not enforced");
+    }
+    assert!(h.malloc(MMAP_THRESHOLD * 64).is_none());
+    assert!(h.memalign(4096, 100_000).is_none());
+    let r = h.check().unwrap();
+    assert_eq!(r.in_use_blocks, ps.len());
+    // Freed memory is reused, and more memory makes allocation succeed again.
+    h.free(ps.pop().unwrap());
+    assert!(h.malloc(3000).is_some());
+    h.source().set_budget(usize::MAX);
+    assert!(h.malloc(1 << 20).is_some());
+    h.check().unwrap();
+}
+
+#[test]
+fn impossible_sizes_fail_without_touching_the_heap() {
+    let h = new_heap(16 << 20);
+    for n in [usize::MAX, usize::MAX - 4096, isize::MAX as usize, (isize::MAX as usize) / 2 + 1] {
+        assert!(h.malloc(n).is_none(), "malloc({n})");
+        assert!(h.memalign(1 << 20, n).is_none());
+    }
+    let p = h.malloc(10).unwrap();
+    assert!(h.realloc(p, usize::MAX).is_none());
+    h.free(p);
+    h.check().unwrap();
+}
+
+#[test]
+#[should_panic(expected = "free(): double free of")]
+fn double_free_of_a_small_block_is_caught() {
+    let h = new_heap(16 << 20);
+    let p = h.malloc(32).unwrap();
+    h.free(p);
+    h.free(p);
+}
+
+#[test]
+#[should_panic(expected = "free(): double free of")]
+fn double_free_of_a_coalesced_block_is_caught() {
+    let h = new_heap(16 << 20);
+    let a = h.malloc(50_000).unwrap();
+    let b = h.malloc(50_000).unwrap();
+    h.free(a);
+    h.free(b); // b merges into a: its header is stale but still says FREE
+    h.free(b);
+}
+
+#[test]
+#[should_panic(expected = "realloc(): double free of")]
+fn realloc_of_a_freed_block_is_caught() {
+    let h = new_heap(16 << 20);
+    let p = h.malloc(100).unwrap();
+    h.free(p);
+    h.realloc(p, 200);
+}
+
+#[test]
+#[should_panic(expected = "invalid pointer")]
+fn a_pointer_into_the_middle_of_a_block_is_rejected() {
+    let h = new_heap(16 << 20);
+    let p = h.malloc(4096).unwrap();
+    fill(p, 4096, 0x5a);
+    h.free(p + 256);
+}
+
+#[test]
+#[should_panic(expected = "invalid pointer (not allocated by my_alloc)")]
+fn a_foreign_pointer_is_rejected() {
+    let h = new_heap(16 << 20);
+    let _ = h.malloc(10).unwrap();
+    let local = [0u64; 8];
+    h.free(local.as_ptr() as usize + 16);
+}
+
+#[test]
+#[should_panic(expected = "corrupted block header")]
+fn a_smashed_header_is_caught() {
+    let h = new_heap(16 << 20);
+    let p = h.malloc(200).unwrap();
+    // SAFETY: the header word is heap memory (this is the corruption under test).
+    unsafe { *((p - 8) as *mut u64) ^= 0x1000 };
+    h.free(p);
+}
+
+#[test]
+#[should_panic(expected = "corrupted free list")]
+fn a_use_after_free_write_into_a_quick_block_is_caught() {
+    let h = new_heap(16 << 20);
+    let a = h.malloc(64).unwrap();
+    let b = h.malloc(64).unwrap();
+    h.free(a);
+    h.free(b);
+    // Overwrite b's link with an address the attacker wants handed out.
+    // SAFETY: b's payload is heap memory (this is the misuse under test).
+    unsafe { *(b as *mut usize) = 0x4141_4141_4141 };
+    let _ = h.malloc(64);
+    let _ = h.malloc(64);
+}
+
+/// A tiny deterministic generator (xorshift64*), so that failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn size(&mut self) -> usize {
+        match self.below(100) {
+            0..=59 => self.below(256),
+            60..=84 => 256 + self.below(4000),
+            85..=96 => 4096 + self.below(60_000),
+            _ => 64_000 + self.below(400_000),
+        }
+    }
+}
+
+struct Live {
+    n: usize,
+    tag: u8,
+}
+
+/// The shadow model: every live block, its requested size, and the byte it was filled with.
+struct Model {
+    live: BTreeMap<usize, Live>,
+}
+
+impl Model {
+    fn add(&mut self, h: &Heap<TestSource>, p: usize, n: usize, tag: u8, align: usize) {
+        assert_eq!(p % align, 0, "alignment {align} broken for {p:#x}");
+        let u = usable(h, p);
+        assert!(u >= n, "usable {u} < requested {n}");
+        // No overlap with the neighbours in address order.
+        if let Some((&q, l)) = self.live.range(..p).next_back() {
+            assert!(q + usable(h, q).max(l.n) <= p - 8, "{q:#x} overlaps {p:#x}");
+        }
+        if let Some((&q, _)) = self.live.range(p..).next() {
+            assert!(p + u <= q - 8, "{p:#x} overlaps {q:#x}");
+        }
+        fill(p, n, tag);
+        self.live.insert(p, Live { n, tag });
+    }
+    fn take(&mut self, p: usize) -> Live {
+        let l = self.live.remove(&p).unwrap();
+        assert!(holds(p, l.n, l.tag), "contents of {p:#x} changed");
+        l
+    }
+    fn pick(&self, rng: &mut Rng) -> Option<usize> {
+        if self.live.is_empty() {
+            return None;
+        }
+        let i = rng.below(self.live.len());
+        self.live.keys().nth(i).copied()
+    }
+}
+
+fn model_run(seed: u64, steps: usize, check_every: usize) {
+    let h = new_heap(512 << 20);
+    let mut rng = Rng(seed);
+    let mut m = Model { live: BTreeMap::new() };
+    for step in 0..steps {
+        let tag = (step % 251) as u8 + 1;
+        match rng.below(100) {
+            0..=39 => {
+                let n = rng.size();
+                let p = h.malloc(n).unwrap();
+                m.add(&h, p, n, tag, ALIGNMENT);
+            }
+            40..=64 => {
+                if let Some(p) = m.pick(&mut rng) {
+                    m.take(p);
+                    h.free(p);
+                }
+            }
+            65..=79 => {
+                if let Some(p) = m.pick(&mut rng) {
+                    let old = m.take(p);
+                    let n = if rng.below(2) == 0 { rng.size() } else { old.n + rng.below(64) };
+                    let n = n.max(1);
+                    let q = h.realloc(p, n).unwrap();
+                    assert!(holds(q, old.n.min(n), old.tag), "realloc lost contents");
+                    m.add(&h, q, n, tag, ALIGNMENT);
+                }
+            }
+            80..=87 => {
+                let align = 1usize << (4 + rng.below(10));
+                let n = rng.size();
+                let p = h.memalign(align, n).unwrap();
+                m.add(&h, p, n, tag, align);
+            }
+            88..=93 => {
+                // What a thread cache does: take a batch of a quick class, hand it out.
+                let c = rng.below(NUM_QUICK);
+                let (mut p, count) = h.refill(c, 1 + rng.below(32));
+                let secret = h.secret();
+                for _ in 0..count {
+                    let next = h.next_quick(p, secret);
+                    // SAFETY: p is a QUICK block the "cache" owns; it becomes the user's.
+                    unsafe { block::word_at(p - 8).fetch_xor(block::FLIP_IN_USE_QUICK, std::sync::atomic::Ordering::Relaxed) };
+                    let n = QUICK_SIZE[c] as usize - BLOCK_OVERHEAD;
+                    m.add(&h, p, n, tag, ALIGNMENT);
+                    p = next;
+                }
+                assert_eq!(p, 0, "chain longer than its count");
+            }
+            _ => {
+                // A thread cache flushing: chain every live block of one quick class.
+                let c = rng.below(NUM_QUICK);
+                let size = QUICK_SIZE[c] as usize;
+                let victims: Vec<usize> = m
+                    .live
+                    .keys()
+                    .copied()
+                    .filter(|&p| {
+                        // SAFETY: live blocks have valid headers.
+                        block::size_of(unsafe { block::load(p - 8) }) == size
+                    })
+                    .take(16)
+                    .collect();
+                if victims.is_empty() {
+                    continue;
+                }
+                let secret = h.secret();
+                for (i, &p) in victims.iter().enumerate() {
+                    m.take(p);
+                    let h0 = h.validate(p, "free");
+                    // SAFETY: the "cache" owns p; it becomes QUICK and links to the next victim.
+                    unsafe {
+                        block::store(p - 8, h0 ^ block::FLIP_IN_USE_QUICK);
+                        let next = victims.get(i + 1).copied().unwrap_or(0);
+                        *(p as *mut usize) = block::encode_link(p, next, secret);
+                    }
+                }
+                h.flush(c, victims[0], *victims.last().unwrap(), victims.len());
+            }
+        }
+        if step % check_every == 0 {
+            if let Err(e) = h.check() {
+                panic!("seed {seed} step {step}: {e}");
+            }
+        }
+    }
+    h.check().unwrap();
+    let keys: Vec<usize> = m.live.keys().copied().collect();
+    for p in keys {
+        m.take(p);
+        h.free(p);
+    }
+    let r = h.check().unwrap();
+    assert_eq!(r.in_use_blocks, 0);
+    assert_eq!(h.source().mappings(), 0);
+    assert!(h.trim(0) || r.heap_bytes <= TRIM_THRESHOLD + (1 << 20));
+    let r = h.check().unwrap();
+    assert_eq!(r.free_blocks, 1, "after freeing everything the heap is one free block");
+    let _ = MIN_BLOCK;
+}
+
+#[test]
+fn model_random_operations_seed_1() {
+    model_run(1, 20_000, 1);
+}
+
+#[test]
+fn model_random_operations_many_seeds() {
+    for seed in 2..10 {
+        model_run(seed * 0x9E37_79B9, 10_000, 7);
+    }
+}
+
+#[test]
+fn concurrent_threads_keep_the_heap_consistent() {
+    let h: &'static Heap<TestSource> = Box::leak(new_heap(1 << 30));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut rng = Rng(t + 11);
+                let mut mine: Vec<(usize, usize, u8)> = Vec::new();
+                for i in 0..30_000 {
+                    if mine.len() < 200 && rng.below(3) != 0 {
+                        let n = rng.size().min(100_000);
+                        let p = h.malloc(n).unwrap();
+                        let tag = (i % 250) as u8 + 1;
+                        fill(p, n, tag);
+                        mine.push((p, n, tag));
+                    } else if !mine.is_empty() {
+                        let (p, n, tag) = mine.swap_remove(rng.below(mine.len()));
+                        assert!(holds(p, n, tag));
+                        if rng.below(4) == 0 {
+                            let m = rng.size().min(100_000).max(1);
+                            let q = h.realloc(p, m).unwrap();
+                            assert!(holds(q, n.min(m), tag));
+                            h.free(q);
+                        } else {
+                            h.free(p);
+                        }
+                    }
+                }
+                for (p, n, tag) in mine {
+                    assert!(holds(p, n, tag));
+                    h.free(p);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let r = h.check().unwrap();
+    assert_eq!(r.in_use_blocks, 0);
+}
