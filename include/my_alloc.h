@@ -11,4 +11,28 @@
 #define MY_ALLOC_THREAD_SAFE 1
 
 
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+// `malloc` under the original name.
+void *my_alloc(size_t size);
+
+// `free` under the original name.
+void freee(void *ptr);
+
+// `calloc` under the original name.
+void *call_oc(size_t nmemb, size_t size);
+
+// `realloc` under the original name.
+void *reall_oc(void *ptr, size_t size);
+
+// Verifies every invariant of the heap (block tiling, boundary tags, free lists). Returns 0 if
+// the heap is sound; otherwise prints what is wrong on standard error and returns -1.
+int my_alloc_check_heap(void);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
 #endif  /* MY_ALLOC_H */

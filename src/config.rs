@@ -55,3 +55,11 @@ pub const fn round_up(n: usize, align: usize) -> usize {
 const _: () = assert!(GRAIN.is_power_of_two() && GRAIN >= WORD);
 const _: () = assert!(QUICK_LIMIT <= MMAP_THRESHOLD && QUICK_LIMIT > LINEAR_LIMIT);
 const _: () = assert!(TRIM_KEEP < TRIM_THRESHOLD);
+
+/// A thread cache keeps at most this many bytes per size class (bounded below by
+/// `CACHE_MIN_BLOCKS` blocks and above by `CACHE_MAX_BLOCKS`)...
+pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
+/// ...but always room for a few blocks, so that big classes still hit...
+pub const CACHE_MIN_BLOCKS: usize = 4;
+/// ...and never so many that one class hoards memory.
+pub const CACHE_MAX_BLOCKS: usize = 128;

@@ -30,7 +30,7 @@ use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_STEP, MIN_BLOCK, MMAP_THRES
 use crate::diag::{fatal, fatal_sized};
 use crate::os;
 use crate::pagemap::PageMap;
-use crate::size_class::{alloc_block_size, block_size, class_of, class_size, quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_SIZE};
+use crate::size_class::{alloc_block_size, block_size, class_of, class_size, quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_MAX_BLOCK, QUICK_SIZE};
 use crate::source::{Region, Source};
 use crate::sync::Lock;
 
@@ -94,6 +94,11 @@ pub struct HeapCounters {
     pub mapped_bytes: AtomicUsize,
     /// Mapped blocks now.
     pub mapped_blocks: AtomicUsize,
+    /// Highest number of bytes in blocks held by the program or its thread caches, sampled each
+    /// time the heap hands out memory.
+    pub held_peak: AtomicUsize,
+    /// Bytes in the coalesced free lists, as of the last heap-lock release.
+    pub free_bytes: AtomicUsize,
 }
 
 /// What [`Heap::check`] counted while verifying the invariants.
@@ -115,6 +120,16 @@ pub struct HeapReport {
     pub heap_bytes: usize,
     /// Size of the top block (0 if none).
     pub top_bytes: usize,
+}
+
+/// What [`Heap::resize_in_place`] managed.
+pub enum Resized {
+    /// Resized; the block is now at this address.
+    Done(usize),
+    /// The caller must allocate, copy and free.
+    MustMove,
+    /// The request is impossible or memory is exhausted; the block is untouched.
+    NoMemory,
 }
 
 /// A heap over a source of memory. The process-wide allocator is one `Heap<OsSource>`; tests
@@ -373,6 +388,8 @@ impl<S: Source> Heap<S> {
                 os_returned: AtomicUsize::new(0),
                 mapped_bytes: AtomicUsize::new(0),
                 mapped_blocks: AtomicUsize::new(0),
+                held_peak: AtomicUsize::new(0),
+                free_bytes: AtomicUsize::new(0),
             },
         }
     }
@@ -401,6 +418,29 @@ impl<S: Source> Heap<S> {
             core.secret = self.init_secret();
         }
         core
+    }
+
+    /// Runs `f` under the heap lock, then records the statistics it may have changed.
+    fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        let mut core = self.lock_core();
+        let r = f(&mut core);
+        self.counters.free_bytes.store(core.free_bytes, Ordering::Relaxed);
+        drop(core);
+        self.note_held();
+        r
+    }
+
+    /// Samples the bytes held by the program and its caches, for the peak.
+    fn note_held(&self) {
+        let c = &self.counters;
+        let held = c
+            .os_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(c.free_bytes.load(Ordering::Relaxed))
+            .saturating_sub(self.quick_bytes.load(Ordering::Relaxed));
+        if held > c.held_peak.load(Ordering::Relaxed) {
+            c.held_peak.fetch_max(held, Ordering::Relaxed);
+        }
     }
 
     /// The source this heap draws from.
@@ -513,13 +553,14 @@ impl<S: Source> Heap<S> {
 
     /// A block of at least `need` bytes in `state`, from the bins, the top, or new memory.
     fn alloc_block(&self, need: usize, state: u64) -> Option<usize> {
-        let mut core = self.lock_core();
-        // SAFETY: the heap lock is held; take returns an unlinked free block we now own.
-        unsafe {
-            let (b, size) = self.take_or_grow(&mut core, need)?;
-            core.carve(b, size, need, state);
-            Some(b)
-        }
+        self.with_core(|core| {
+            // SAFETY: the heap lock is held; take returns an unlinked free block we now own.
+            unsafe {
+                let (b, size) = self.take_or_grow(core, need)?;
+                core.carve(b, size, need, state);
+                Some(b)
+            }
+        })
     }
 
     /// `take`, falling back to consolidating the quick lists and then to growing the heap.
@@ -654,39 +695,40 @@ impl<S: Source> Heap<S> {
     /// Carves up to `max` consecutive `QUICK` blocks of class `c` out of one free block.
     fn carve_run(&self, c: usize, max: usize) -> (usize, usize) {
         let size = QUICK_SIZE[c] as usize;
-        let mut core = self.lock_core();
-        let secret = core.secret;
-        // SAFETY: under the heap lock; the block from take_or_grow is ours.
-        unsafe {
-            // Ask for the whole run; settle for one block if that is all there is.
-            let (b, got) = match core.take(size * max) {
-                Some(found) => found,
-                None => match self.take_or_grow(&mut core, size) {
+        self.with_core(|core| {
+            let secret = core.secret;
+            // SAFETY: under the heap lock; the block from take/take_or_grow is ours.
+            unsafe {
+                // Ask for the whole run; settle for one block if that is all there is.
+                let (b, got) = match core.take(size * max) {
                     Some(found) => found,
-                    None => return (0, 0),
-                },
-            };
-            let mut n = (got / size).min(max);
-            let mut rest = got - n * size;
-            if rest != 0 && rest < MIN_BLOCK && n > 1 {
-                n -= 1;
-                rest += size;
+                    None => match self.take_or_grow(core, size) {
+                        Some(found) => found,
+                        None => return (0, 0),
+                    },
+                };
+                let mut n = (got / size).min(max);
+                let mut rest = got - n * size;
+                if rest != 0 && rest < MIN_BLOCK && n > 1 {
+                    n -= 1;
+                    rest += size;
+                }
+                let mut next = 0;
+                for i in (0..n).rev() {
+                    let bi = b + i * size;
+                    // The last block absorbs a sliver too small to be a block of its own.
+                    let bsize = if i == n - 1 && rest < MIN_BLOCK { size + rest } else { size };
+                    block::write_tags(bi, bsize, QUICK, secret);
+                    let p = bi + HEADER;
+                    *(p as *mut usize) = block::encode_link(p, next, secret);
+                    next = p;
+                }
+                if rest >= MIN_BLOCK {
+                    core.insert(b + n * size, rest);
+                }
+                (b + HEADER, n)
             }
-            let mut next = 0;
-            for i in (0..n).rev() {
-                let bi = b + i * size;
-                // The last block absorbs a sliver too small to be a block of its own.
-                let bsize = if i == n - 1 && rest < MIN_BLOCK { size + rest } else { size };
-                block::write_tags(bi, bsize, QUICK, secret);
-                let p = bi + HEADER;
-                *(p as *mut usize) = block::encode_link(p, next, secret);
-                next = p;
-            }
-            if rest >= MIN_BLOCK {
-                core.insert(b + n * size, rest);
-            }
-            (b + HEADER, n)
-        }
+        })
     }
 
     /// Gives a chain of `n` `QUICK` blocks of class `c` (first `head`, last `tail`) to the quick
@@ -730,10 +772,11 @@ impl<S: Source> Heap<S> {
             self.quick_bytes.fetch_add(size, Ordering::Relaxed);
             return;
         }
-        let mut core = self.lock_core();
-        // SAFETY: the caller owns the block; under the heap lock it becomes FREE and coalesces.
-        unsafe { core.release(b, size, "free") };
-        self.maybe_trim(&mut core);
+        self.with_core(|core| {
+            // SAFETY: the caller owns the block; under the heap lock it becomes FREE and coalesces.
+            unsafe { core.release(b, size, "free") };
+            self.maybe_trim(core);
+        })
     }
 
     /// Frees `p` (non-null): validates, then frees.
@@ -788,49 +831,70 @@ impl<S: Source> Heap<S> {
     // ---------------------------------------------------------------------------------------
     // realloc and aligned allocation
 
+    /// Resizes the live block at `p` (header `h`) to `n > 0` bytes without moving it, if it can.
+    /// Mapped blocks may move (with `mremap`, or into the heap when they shrink far).
+    pub fn resize_in_place(&self, p: usize, h: u64, n: usize) -> Resized {
+        if h & MAPPED != 0 {
+            return match self.realloc_large(p, h, n) {
+                Some(q) => Resized::Done(q),
+                None => Resized::NoMemory,
+            };
+        }
+        let size = block::size_of(h);
+        let Some(need) = alloc_block_size(n) else { return Resized::NoMemory };
+        let b = p - HEADER;
+        if need <= size {
+            // Small blocks keep moderate slack rather than take the heap lock to split it off.
+            let worth_splitting = size - need >= MIN_BLOCK && (size > QUICK_MAX_BLOCK || need <= size / 2);
+            if worth_splitting {
+                self.with_core(|core| {
+                    // SAFETY: the caller owns the block; the tail becomes a free block.
+                    unsafe {
+                        block::write_tags(b, need, IN_USE, core.secret);
+                        block::write_tags(b + need, size - need, IN_USE, core.secret);
+                        core.release(b + need, size - need, "realloc");
+                    }
+                });
+            }
+            return Resized::Done(p);
+        }
+        if need < MMAP_THRESHOLD {
+            let grown = self.with_core(|core| {
+                // SAFETY: under the heap lock; the right neighbour is read, and taken only if FREE.
+                unsafe {
+                    let r = b + size;
+                    let rh = core.header(r, "realloc");
+                    let right = block::size_of(rh);
+                    if block::state_of(rh) == FREE && size + right >= need {
+                        core.unlink(r, right);
+                        core.carve(b, size + right, need, IN_USE);
+                        return true;
+                    }
+                    false
+                }
+            });
+            if grown {
+                return Resized::Done(p);
+            }
+        }
+        Resized::MustMove
+    }
+
     /// Resizes the live block at `p` to `n > 0` bytes: in place when it can, by moving otherwise.
     /// `None` (and the block untouched) when memory is exhausted or `n` impossible.
     pub fn realloc(&self, p: usize, n: usize) -> Option<usize> {
         let h = self.validate(p, "realloc");
-        if h & MAPPED != 0 {
-            return self.realloc_large(p, h, n);
-        }
-        let size = block::size_of(h);
-        let need = alloc_block_size(n)?;
-        let b = p - HEADER;
-        if need <= size {
-            if size - need >= MIN_BLOCK {
-                let mut core = self.lock_core();
-                // SAFETY: the caller owns the block; the tail becomes a free block.
-                unsafe {
-                    block::write_tags(b, need, IN_USE, core.secret);
-                    block::write_tags(b + need, size - need, IN_USE, core.secret);
-                    core.release(b + need, size - need, "realloc");
-                }
-            }
-            return Some(p);
-        }
-        if need < MMAP_THRESHOLD {
-            let mut core = self.lock_core();
-            // SAFETY: under the heap lock; the right neighbour is read, and taken only if FREE.
-            unsafe {
-                let r = b + size;
-                let rh = core.header(r, "realloc");
-                let right = block::size_of(rh);
-                if block::state_of(rh) == FREE && size + right >= need {
-                    core.unlink(r, right);
-                    core.carve(b, size + right, need, IN_USE);
-                    return Some(p);
-                }
+        match self.resize_in_place(p, h, n) {
+            Resized::Done(q) => Some(q),
+            Resized::NoMemory => None,
+            Resized::MustMove => {
+                let q = self.malloc(n)?;
+                // SAFETY: both blocks are live and distinct.
+                unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, self.usable_size(p).min(n)) };
+                self.free_validated(p, h);
+                Some(q)
             }
         }
-        let q = self.malloc(n)?;
-        // SAFETY: both blocks are live and distinct; the old one holds size - overhead bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, (size - crate::config::BLOCK_OVERHEAD).min(n));
-        }
-        self.free_validated(p, h);
-        Some(q)
     }
 
     /// Allocates `n` bytes aligned to `align` (a power of two).
@@ -843,22 +907,23 @@ impl<S: Source> Heap<S> {
             return self.map_large(n, align);
         }
         let want = need.checked_add(align)?.checked_add(MIN_BLOCK)?;
-        let mut core = self.lock_core();
-        // SAFETY: under the heap lock; the taken block is ours to cut.
-        unsafe {
-            let (b, size) = self.take_or_grow(&mut core, want)?;
-            let mut p = round_up(b + HEADER, align);
-            while p != b + HEADER && p - (b + HEADER) < MIN_BLOCK {
-                p += align;
+        self.with_core(|core| {
+            // SAFETY: under the heap lock; the taken block is ours to cut.
+            unsafe {
+                let (b, size) = self.take_or_grow(core, want)?;
+                let mut p = round_up(b + HEADER, align);
+                while p != b + HEADER && p - (b + HEADER) < MIN_BLOCK {
+                    p += align;
+                }
+                let lead = p - (b + HEADER);
+                if lead > 0 {
+                    // The leading piece's left neighbour was the free block's: never FREE.
+                    core.insert(b, lead);
+                }
+                core.carve(b + lead, size - lead, need, IN_USE);
+                Some(p)
             }
-            let lead = p - (b + HEADER);
-            if lead > 0 {
-                // The leading piece's left neighbour was the free block's: never FREE.
-                core.insert(b, lead);
-            }
-            core.carve(b + lead, size - lead, need, IN_USE);
-            Some(p)
-        }
+        })
     }
 
     // ---------------------------------------------------------------------------------------
@@ -888,6 +953,7 @@ impl<S: Source> Heap<S> {
         self.note_os(base, len);
         self.counters.mapped_bytes.fetch_add(len, Ordering::Relaxed);
         self.counters.mapped_blocks.fetch_add(1, Ordering::Relaxed);
+        self.note_held();
         Some(p)
     }
 
@@ -957,15 +1023,41 @@ impl<S: Source> Heap<S> {
     }
 
     // ---------------------------------------------------------------------------------------
+    // Fork
+
+    /// Takes every lock of the heap, in the one order they nest (heap lock, then quick lists), and
+    /// keeps them held across `fork`.
+    pub fn lock_for_fork(&self) {
+        self.core.lock_for_fork();
+        for q in &self.quick {
+            q.lock_for_fork();
+        }
+    }
+
+    /// Releases what [`Heap::lock_for_fork`] took.
+    ///
+    /// # Safety
+    /// Only after `lock_for_fork`, in the forking thread (parent) or the child.
+    pub unsafe fn unlock_after_fork(&self) {
+        for q in self.quick.iter().rev() {
+            // SAFETY: forwarded from the caller.
+            unsafe { q.unlock_after_fork() };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.core.unlock_after_fork() };
+    }
+
+    // ---------------------------------------------------------------------------------------
     // Maintenance
 
     /// Consolidates the quick lists and gives the top's excess above `pad` back to the source.
     /// Returns whether any memory went back.
     pub fn trim(&self, pad: usize) -> bool {
-        let mut core = self.lock_core();
-        // SAFETY: under the heap lock.
-        unsafe { self.consolidate(&mut core) };
-        self.trim_top(&mut core, pad)
+        self.with_core(|core| {
+            // SAFETY: under the heap lock.
+            unsafe { self.consolidate(core) };
+            self.trim_top(core, pad)
+        })
     }
 
     /// Bytes in the coalesced free lists and the top.

@@ -9,15 +9,22 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// The exported C functions exist only in the shipped library: in the crate's own tests they
+/// would replace the test harness's allocator.
+#[cfg(not(test))]
+pub mod api;
 pub mod block;
 pub mod config;
 pub mod diag;
+pub mod global;
 pub mod heap;
 pub mod os;
 pub mod pagemap;
 pub mod size_class;
 pub mod source;
+pub mod stats;
 pub mod sync;
+pub mod tcache;
 
 #[cfg(test)]
 mod tests;

@@ -159,13 +159,15 @@ impl Default for OsSource {
 // SAFETY: sbrk and anonymous mappings hand out fresh zeroed pages owned by nobody else.
 unsafe impl Source for OsSource {
     fn grow(&self, len: usize) -> Option<Region> {
-        if self.brk_usable.load(Ordering::Relaxed) {
-            if let Some(r) = self.grow_brk(len) {
-                return Some(r);
+        keep_errno(|| {
+            if self.brk_usable.load(Ordering::Relaxed) {
+                if let Some(r) = self.grow_brk(len) {
+                    return Some(r);
+                }
+                self.brk_usable.store(false, Ordering::Relaxed);
             }
-            self.brk_usable.store(false, Ordering::Relaxed);
-        }
-        mmap_anon(0, len).map(|start| Region { start, len, from_brk: false })
+            mmap_anon(0, len).map(|start| Region { start, len, from_brk: false })
+        })
     }
 
     fn shrink(&self, region: Region, len: usize) -> bool {
@@ -186,7 +188,7 @@ unsafe impl Source for OsSource {
     }
 
     fn map(&self, len: usize) -> Option<usize> {
-        mmap_anon(0, len)
+        keep_errno(|| mmap_anon(0, len))
     }
 
     fn unmap(&self, addr: usize, len: usize) {
@@ -197,9 +199,11 @@ unsafe impl Source for OsSource {
     }
 
     fn remap(&self, addr: usize, old_len: usize, new_len: usize) -> Option<usize> {
-        // SAFETY: `addr` is our own mapping of `old_len` bytes; MREMAP_MAYMOVE keeps its contents.
-        let p = unsafe { libc::mremap(addr as *mut libc::c_void, old_len, new_len, libc::MREMAP_MAYMOVE) };
-        if p == libc::MAP_FAILED { None } else { Some(p as usize) }
+        keep_errno(|| {
+            // SAFETY: `addr` is our own mapping of `old_len` bytes; MREMAP_MAYMOVE keeps its contents.
+            let p = unsafe { libc::mremap(addr as *mut libc::c_void, old_len, new_len, libc::MREMAP_MAYMOVE) };
+            if p == libc::MAP_FAILED { None } else { Some(p as usize) }
+        })
     }
 
     fn purge(&self, addr: usize, len: usize) {

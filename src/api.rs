@@ -1,0 +1,421 @@
+//! The C surface: the malloc family, glibc's `__libc_*` aliases, the original my_alloc names, and
+//! the library's own extras. Every function here is thin: the hot paths (`alloc`, `dealloc`) try
+//! the thread cache and fall through to one cold function each.
+//!
+//! Semantics follow glibc: `malloc(0)` returns a unique pointer; `realloc(p, 0)` frees and
+//! returns NULL; impossible sizes give NULL with `errno = ENOMEM`; `free` never changes `errno`.
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::Ordering;
+
+use crate::block::{self, MAPPED};
+use crate::config::{ALIGNMENT, PAGE};
+use crate::global::HEAP;
+use crate::heap::Resized;
+use crate::os::{errno, set_errno};
+use crate::size_class::{quick_class_of_block, quick_class_of_request};
+use crate::stats::{UNCACHED_ALLOCS, UNCACHED_FREES};
+use crate::{stats, tcache};
+
+// ------------------------------------------------------------------------------------------------
+// The hot paths
+
+/// Allocates `n` bytes: a thread-cache pop when the class has a cached block.
+#[inline(always)]
+fn alloc(n: usize) -> *mut c_void {
+    if let Some(c) = quick_class_of_request(n) {
+        let tc = tcache::current();
+        if !tc.is_null() {
+            // SAFETY: a non-null current() is this thread's own cache.
+            let p = unsafe { (*tc).pop(c) };
+            if p != 0 {
+                return p as *mut c_void;
+            }
+        }
+    }
+    alloc_slow(n)
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_slow(n: usize) -> *mut c_void {
+    let got = match quick_class_of_request(n) {
+        Some(c) => {
+            let tc = tcache::current_or_create();
+            if tc.is_null() {
+                UNCACHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
+                HEAP.malloc(n)
+            } else {
+                // SAFETY: this thread's own cache.
+                Some(unsafe { (*tc).refill_and_pop(c) }).filter(|&p| p != 0)
+            }
+        }
+        None => {
+            UNCACHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
+            HEAP.malloc(n)
+        }
+    };
+    match got {
+        Some(p) => p as *mut c_void,
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Frees `p` on behalf of `func` (named in diagnostics): a thread-cache push when there is room.
+#[inline(always)]
+fn dealloc(p: *mut c_void, func: &str) {
+    if p.is_null() {
+        return;
+    }
+    let p = p as usize;
+    let h = HEAP.validate(p, func);
+    dealloc_validated(p, h)
+}
+
+#[inline(always)]
+fn dealloc_validated(p: usize, h: u64) {
+    // Mapped blocks are never of a quick size, so they always take the slow path.
+    if let Some(c) = quick_class_of_block(block::size_of(h)) {
+        let tc = tcache::current();
+        // SAFETY: a non-null current() is this thread's own cache; p is a live block.
+        if !tc.is_null() && unsafe { (*tc).push(c, p, h) } {
+            return;
+        }
+    }
+    dealloc_slow(p, h)
+}
+
+#[cold]
+#[inline(never)]
+fn dealloc_slow(p: usize, h: u64) {
+    let saved = errno();
+    if let Some(c) = quick_class_of_block(block::size_of(h)) {
+        let tc = tcache::current_or_create();
+        if !tc.is_null() {
+            // SAFETY: this thread's own cache; after the flush the bin has room.
+            unsafe {
+                (*tc).flush_half(c);
+                if (*tc).push(c, p, h) {
+                    set_errno(saved);
+                    return;
+                }
+            }
+        }
+    }
+    UNCACHED_FREES.fetch_add(1, Ordering::Relaxed);
+    HEAP.free_validated(p, h);
+    set_errno(saved);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Shared bodies
+
+fn zalloc(nmemb: usize, size: usize) -> *mut c_void {
+    let Some(total) = nmemb.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    let p = alloc(total);
+    if !p.is_null() {
+        // SAFETY: p is a live block of at least `total` bytes; its header precedes it.
+        let fresh_mapping = unsafe { block::load(p as usize - block::HEADER) } & MAPPED != 0;
+        if !fresh_mapping {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_bytes(p as *mut u8, 0, total) };
+        }
+    }
+    p
+}
+
+fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
+    if p.is_null() {
+        return alloc(n);
+    }
+    if n == 0 {
+        dealloc(p, func);
+        return core::ptr::null_mut();
+    }
+    let p = p as usize;
+    let h = HEAP.validate(p, func);
+    match HEAP.resize_in_place(p, h, n) {
+        Resized::Done(q) => q as *mut c_void,
+        Resized::NoMemory => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+        Resized::MustMove => {
+            let q = alloc(n);
+            if !q.is_null() {
+                let old = HEAP.usable_size(p);
+                // SAFETY: both blocks are live and distinct; `old` bytes are readable at p.
+                unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
+                dealloc_validated(p, h);
+            }
+            q
+        }
+    }
+}
+
+fn aligned(align: usize, n: usize) -> *mut c_void {
+    match HEAP.memalign(align, n) {
+        Some(p) => p as *mut c_void,
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+fn memalign_impl(align: usize, n: usize) -> *mut c_void {
+    if align <= ALIGNMENT {
+        return alloc(n);
+    }
+    if align > usize::MAX / 2 + 1 {
+        set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    // glibc rounds an alignment that is not a power of two up to the next one.
+    aligned(align.next_power_of_two(), n)
+}
+
+fn pvalloc_impl(n: usize) -> *mut c_void {
+    let Some(rounded) = n.checked_add(PAGE - 1) else {
+        set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    aligned(PAGE, rounded & !(PAGE - 1))
+}
+
+fn reallocarray_impl(p: *mut c_void, nmemb: usize, size: usize) -> *mut c_void {
+    match nmemb.checked_mul(size) {
+        Some(total) => resize(p, total, "reallocarray"),
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+fn usable(p: *mut c_void) -> usize {
+    if p.is_null() { 0 } else { HEAP.usable_size(p as usize) }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The malloc family
+
+/// Allocates `n` bytes, aligned to `ALIGNMENT`.
+#[no_mangle]
+pub extern "C" fn malloc(n: usize) -> *mut c_void {
+    alloc(n)
+}
+
+/// Frees a block from this allocator (NULL is ignored).
+#[no_mangle]
+pub extern "C" fn free(p: *mut c_void) {
+    dealloc(p, "free")
+}
+
+/// Allocates `nmemb * size` zeroed bytes; NULL with ENOMEM if the product overflows.
+#[no_mangle]
+pub extern "C" fn calloc(nmemb: usize, size: usize) -> *mut c_void {
+    zalloc(nmemb, size)
+}
+
+/// Resizes a block, keeping its contents.
+#[no_mangle]
+pub extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
+    resize(p, n, "realloc")
+}
+
+/// `realloc(p, nmemb * size)` with overflow checking.
+#[no_mangle]
+pub extern "C" fn reallocarray(p: *mut c_void, nmemb: usize, size: usize) -> *mut c_void {
+    reallocarray_impl(p, nmemb, size)
+}
+
+/// POSIX aligned allocation: EINVAL unless `align` is a power of two multiple of the pointer size.
+///
+/// # Safety
+/// `memptr` must be valid for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: usize, n: usize) -> c_int {
+    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    let saved = errno();
+    let p = if align <= ALIGNMENT { alloc(n) } else { aligned(align, n) };
+    set_errno(saved);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a writable pointer slot.
+    unsafe { *memptr = p };
+    0
+}
+
+/// C11 aligned allocation: NULL with EINVAL unless `align` is a power of two.
+#[no_mangle]
+pub extern "C" fn aligned_alloc(align: usize, n: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    memalign_impl(align, n)
+}
+
+/// Obsolete aligned allocation (glibc semantics: non-powers of two are rounded up).
+#[no_mangle]
+pub extern "C" fn memalign(align: usize, n: usize) -> *mut c_void {
+    memalign_impl(align, n)
+}
+
+/// Page-aligned allocation.
+#[no_mangle]
+pub extern "C" fn valloc(n: usize) -> *mut c_void {
+    aligned(PAGE, n)
+}
+
+/// Page-aligned allocation of whole pages.
+#[no_mangle]
+pub extern "C" fn pvalloc(n: usize) -> *mut c_void {
+    pvalloc_impl(n)
+}
+
+/// Bytes usable in the block at `p` (at least what was asked for); 0 for NULL.
+#[no_mangle]
+pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    usable(p)
+}
+
+/// C23 free with the allocation's size: aborts if `size` exceeds the block.
+#[no_mangle]
+pub extern "C" fn free_sized(p: *mut c_void, size: usize) {
+    if !p.is_null() && size > HEAP.usable_size(p as usize) {
+        crate::diag::fatal("free_sized", "size larger than the block", p as usize);
+    }
+    dealloc(p, "free_sized")
+}
+
+/// C23 free with the allocation's alignment and size: aborts if they do not match the block.
+#[no_mangle]
+pub extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
+    if !p.is_null() {
+        if align == 0 || (p as usize) % align != 0 || size > HEAP.usable_size(p as usize) {
+            crate::diag::fatal("free_aligned_sized", "alignment or size does not match the block", p as usize);
+        }
+    }
+    dealloc(p, "free_aligned_sized")
+}
+
+/// Old name of `free`.
+#[no_mangle]
+pub extern "C" fn cfree(p: *mut c_void) {
+    dealloc(p, "cfree")
+}
+
+/// Gives free memory back to the OS, keeping `pad` bytes at the top of the heap. Returns 1 if
+/// any memory was released.
+#[no_mangle]
+pub extern "C" fn malloc_trim(pad: usize) -> c_int {
+    let saved = errno();
+    let tc = tcache::current();
+    if !tc.is_null() {
+        // SAFETY: this thread's own cache.
+        unsafe { (*tc).flush_everything() };
+    }
+    let released = HEAP.trim(pad);
+    set_errno(saved);
+    released as c_int
+}
+
+/// Prints the allocator's statistics on standard error.
+#[no_mangle]
+pub extern "C" fn malloc_stats() {
+    let saved = errno();
+    stats::print_summary(2);
+    set_errno(saved);
+}
+
+// ------------------------------------------------------------------------------------------------
+// glibc's internal names, which some programs and libraries call directly
+
+/// Alias of `malloc`.
+#[no_mangle]
+pub extern "C" fn __libc_malloc(n: usize) -> *mut c_void {
+    alloc(n)
+}
+/// Alias of `free`.
+#[no_mangle]
+pub extern "C" fn __libc_free(p: *mut c_void) {
+    dealloc(p, "free")
+}
+/// Alias of `calloc`.
+#[no_mangle]
+pub extern "C" fn __libc_calloc(nmemb: usize, size: usize) -> *mut c_void {
+    zalloc(nmemb, size)
+}
+/// Alias of `realloc`.
+#[no_mangle]
+pub extern "C" fn __libc_realloc(p: *mut c_void, n: usize) -> *mut c_void {
+    resize(p, n, "realloc")
+}
+/// Alias of `memalign`.
+#[no_mangle]
+pub extern "C" fn __libc_memalign(align: usize, n: usize) -> *mut c_void {
+    memalign_impl(align, n)
+}
+/// Alias of `valloc`.
+#[no_mangle]
+pub extern "C" fn __libc_valloc(n: usize) -> *mut c_void {
+    aligned(PAGE, n)
+}
+/// Alias of `pvalloc`.
+#[no_mangle]
+pub extern "C" fn __libc_pvalloc(n: usize) -> *mut c_void {
+    pvalloc_impl(n)
+}
+
+// ------------------------------------------------------------------------------------------------
+// The original my_alloc names (same semantics as their libc twins) and the library's extras
+
+/// `malloc` under the original name.
+#[no_mangle]
+pub extern "C" fn my_alloc(size: usize) -> *mut c_void {
+    alloc(size)
+}
+
+/// `free` under the original name.
+#[no_mangle]
+pub extern "C" fn freee(ptr: *mut c_void) {
+    dealloc(ptr, "freee")
+}
+
+/// `calloc` under the original name.
+#[no_mangle]
+pub extern "C" fn call_oc(nmemb: usize, size: usize) -> *mut c_void {
+    zalloc(nmemb, size)
+}
+
+/// `realloc` under the original name.
+#[no_mangle]
+pub extern "C" fn reall_oc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    resize(ptr, size, "reall_oc")
+}
+
+/// Verifies every invariant of the heap (block tiling, boundary tags, free lists). Returns 0 if
+/// the heap is sound; otherwise prints what is wrong on standard error and returns -1.
+#[no_mangle]
+pub extern "C" fn my_alloc_check_heap() -> c_int {
+    match HEAP.check() {
+        Ok(_) => 0,
+        Err(what) => {
+            let mut l = crate::diag::Line::new();
+            l.str("my_alloc: heap check failed: ").str(what);
+            l.write_to(2);
+            -1
+        }
+    }
+}
