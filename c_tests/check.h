@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static unsigned long checks_run, checks_failed;
+static unsigned long checks_run __attribute__((unused)), checks_failed __attribute__((unused));
 
 #define CHECK(cond)                                                                      \
     do {                                                                                 \

@@ -23,7 +23,7 @@
 //!    or in exactly the bin of its size's class; bins are well-formed doubly linked lists.
 //! 4. Every block on a quick list is `QUICK` and exactly its class's size; `quick_bytes` counts them.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, FENCE, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, QUICK};
 use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, NUM_CLASSES, PAGE, TRIM_KEEP, TRIM_THRESHOLD, WORD};
@@ -34,13 +34,18 @@ use crate::size_class::{alloc_block_size, block_size, class_of, class_size, quic
 use crate::source::{Region, Source};
 use crate::sync::Lock;
 
-/// A segment's descriptor lives in its first bytes.
+/// A segment's descriptor lives in its first bytes. `len` changes only under the heap lock, but
+/// `validate` reads it without the lock (growth raises it after the new pages are marked;
+/// trimming lowers it before they are given back).
 #[repr(C)]
 struct Segment {
     next: usize,
-    len: usize,
+    len: AtomicUsize,
     from_brk: bool,
 }
+
+/// Stands for "no growable segment yet" in the ownership test: owns nothing.
+static NO_SEGMENT: Segment = Segment { next: 0, len: AtomicUsize::new(0), from_brk: false };
 const SEGMENT_DESC: usize = 32;
 const _: () = assert!(core::mem::size_of::<Segment>() <= SEGMENT_DESC);
 /// Offset of a segment's first block: the descriptor, then the left fence (a footer of size 0),
@@ -145,6 +150,10 @@ pub struct Heap<S: Source> {
     /// decoded links.
     lo: AtomicUsize,
     hi: AtomicUsize,
+    /// The growable segment's descriptor (or `NO_SEGMENT`), for the cheap ownership test of
+    /// `validate`. Published after the segment's pages are marked; never unpublished (segments
+    /// are never unmapped whole).
+    seg_view: AtomicPtr<Segment>,
     /// Counters for statistics.
     pub counters: HeapCounters,
 }
@@ -382,6 +391,7 @@ impl<S: Source> Heap<S> {
             pages: PageMap::new(),
             lo: AtomicUsize::new(usize::MAX),
             hi: AtomicUsize::new(0),
+            seg_view: AtomicPtr::new(&NO_SEGMENT as *const Segment as *mut Segment),
             counters: HeapCounters {
                 os_bytes: AtomicUsize::new(0),
                 os_peak: AtomicUsize::new(0),
@@ -464,23 +474,47 @@ impl<S: Source> Heap<S> {
     // Validation of user pointers
 
     /// Checks that `p` is a live block handed out by this heap and returns its header; otherwise
-    /// reports the misuse (naming `func`) and aborts.
-    #[inline]
+    /// reports the misuse (naming `func`) and aborts. On the hot path of every `free`.
+    #[inline(always)]
     pub fn validate(&self, p: usize, func: &str) -> u64 {
-        if p & (ALIGNMENT - 1) != 0 {
-            fatal(func, "invalid pointer (misaligned)", p);
-        }
-        let b = p - HEADER;
-        if !self.pages.contains(b) {
-            fatal(func, "invalid pointer (not allocated by my_alloc)", p);
+        let b = p.wrapping_sub(HEADER);
+        if p & (ALIGNMENT - 1) != 0 || !self.owns(b) {
+            self.reject_pointer(p, func);
         }
         // SAFETY: the page holding b belongs to the heap, so the word is readable.
         let h = unsafe { block::load(b) };
-        if !block::is_sealed(b, h, self.secret()) {
+        if !block::is_sealed(b, h, self.secret()) || block::state_of(h) != IN_USE {
+            self.reject_header(p, h, func);
+        }
+        h
+    }
+
+    /// Whether the word at `addr` lies in memory the heap owns: a range check for the growable
+    /// segment (where most blocks live), the page map for everything else.
+    #[inline(always)]
+    fn owns(&self, addr: usize) -> bool {
+        let seg = self.seg_view.load(Ordering::Acquire);
+        // SAFETY: seg_view always points at a live descriptor (NO_SEGMENT or a segment's).
+        let len = unsafe { (*seg).len.load(Ordering::Acquire) };
+        addr.wrapping_sub(seg as usize) < len || self.pages.contains(addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reject_pointer(&self, p: usize, func: &str) -> ! {
+        if p & (ALIGNMENT - 1) != 0 {
+            fatal(func, "invalid pointer (misaligned)", p);
+        }
+        fatal(func, "invalid pointer (not allocated by my_alloc)", p)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reject_header(&self, p: usize, h: u64, func: &str) -> ! {
+        if !block::is_sealed(p - HEADER, h, self.secret()) {
             fatal(func, "invalid pointer or corrupted block header at", p);
         }
         match block::state_of(h) {
-            IN_USE => h,
             QUICK | FREE => fatal_sized(func, "double free of", p, block::size_of(h)),
             _ => fatal(func, "invalid pointer (not a block)", p),
         }
@@ -489,8 +523,10 @@ impl<S: Source> Heap<S> {
     /// Whether the address lies in the heap's overall span (for decoded link checks).
     #[inline(always)]
     pub fn plausible(&self, p: usize) -> bool {
-        p & (ALIGNMENT - 1) == 0
-            && p.wrapping_sub(self.lo.load(Ordering::Relaxed)) < self.hi.load(Ordering::Relaxed).wrapping_sub(self.lo.load(Ordering::Relaxed))
+        // lo only falls and hi only rises, so any pair of loads describes a span that covers every
+        // block another thread could have linked before we read the link.
+        let lo = self.lo.load(Ordering::Relaxed);
+        p & (ALIGNMENT - 1) == 0 && p.wrapping_sub(lo) < self.hi.load(Ordering::Relaxed).wrapping_sub(lo)
     }
 
     /// Decodes the link stored in the `QUICK` block at user pointer `p`, aborting if it is not a
@@ -599,15 +635,16 @@ impl<S: Source> Heap<S> {
             let seg = core.seg as *mut Segment;
             if core.seg != 0 && r.start == core.fence + WORD && (*seg).from_brk == r.from_brk {
                 // Contiguous: the old fence becomes the header of a block spanning the new space.
-                (*seg).len += r.len;
+                let len = (*seg).len.load(Ordering::Relaxed) + r.len;
                 let b = core.fence;
                 core.fence = r.start + r.len - WORD;
                 core.write_fence(core.fence);
                 block::write_tags(b, core.fence - b, IN_USE, secret);
                 core.release(b, core.fence - b, "malloc");
+                (*seg).len.store(len, Ordering::Release);
             } else {
                 let s = r.start as *mut Segment;
-                s.write(Segment { next: core.segments, len: r.len, from_brk: r.from_brk });
+                s.write(Segment { next: core.segments, len: AtomicUsize::new(r.len), from_brk: r.from_brk });
                 core.segments = r.start;
                 core.seg = r.start;
                 let first = r.start + FIRST_BLOCK;
@@ -624,6 +661,7 @@ impl<S: Source> Heap<S> {
                 core.write_fence(core.fence);
                 block::write_tags(first, core.fence - first, IN_USE, secret);
                 core.release(first, core.fence - first, "malloc");
+                self.seg_view.store(s, Ordering::Release);
             }
         }
         Some(())
@@ -811,11 +849,13 @@ impl<S: Source> Heap<S> {
             }
             let excess = (size - keep) & !(PAGE - 1);
             let seg = core.seg as *mut Segment;
-            let region = Region { start: core.seg, len: (*seg).len, from_brk: (*seg).from_brk };
+            let len = (*seg).len.load(Ordering::Relaxed);
+            let region = Region { start: core.seg, len, from_brk: (*seg).from_brk };
+            (*seg).len.store(len - excess, Ordering::Release);
             if !self.source.shrink(region, excess) {
+                (*seg).len.store(len, Ordering::Release);
                 return false;
             }
-            (*seg).len -= excess;
             core.fence -= excess;
             core.write_fence(core.fence);
             core.unlink(t, size);
@@ -1084,9 +1124,10 @@ impl<S: Source> Heap<S> {
             while seg != 0 {
                 rep.segments += 1;
                 let s = &*(seg as *const Segment);
-                rep.heap_bytes += s.len;
+                let len = s.len.load(Ordering::Relaxed);
+                rep.heap_bytes += len;
                 let first = seg + FIRST_BLOCK;
-                let fence = seg + s.len - WORD;
+                let fence = seg + len - WORD;
                 if block::load(first - WORD) != block::seal(first - WORD, 0, secret) {
                     return Err("left fence damaged");
                 }

@@ -88,25 +88,44 @@ pub const fn block_size(n: usize) -> Option<usize> {
     Some(if s < MIN_BLOCK { MIN_BLOCK } else { s })
 }
 
-/// The quick class serving a request of `n` bytes, if there is one. This is the hot path's only
-/// size computation: for the linear classes it is an add and a shift.
-#[inline(always)]
-pub const fn quick_class_of_request(n: usize) -> Option<usize> {
-    if n <= LINEAR_LIMIT - BLOCK_OVERHEAD {
-        // Same as class_of(block_size(n)) for linear sizes, without the MIN_BLOCK clamp's branch.
-        let c = (n + BLOCK_OVERHEAD + GRAIN - 1).saturating_sub(MIN_BLOCK) / GRAIN;
-        if c < NUM_QUICK {
-            return Some(c);
-        }
-        return None;
+/// Entries of the lookup tables: one per grain of block size up to the largest quick block.
+const TABLE_LEN: usize = QUICK_MAX_BLOCK / GRAIN + 1;
+/// Table entry meaning "no quick class".
+const NONE: u8 = u8::MAX;
+const _: () = assert!(NUM_QUICK < NONE as usize);
+
+/// For a block size in grains: the smallest quick class that holds it.
+static COVERING_CLASS: [u8; TABLE_LEN] = {
+    let mut t = [NONE; TABLE_LEN];
+    let mut i = MIN_BLOCK / GRAIN;
+    while i < TABLE_LEN {
+        t[i] = class_of(i * GRAIN) as u8;
+        i += 1;
     }
+    t
+};
+
+/// For a block size in grains: the quick class whose size it is exactly, or NONE.
+static EXACT_CLASS: [u8; TABLE_LEN] = {
+    let mut t = [NONE; TABLE_LEN];
+    let mut c = 0;
+    while c < NUM_QUICK {
+        t[class_size(c) / GRAIN] = c as u8;
+        c += 1;
+    }
+    t
+};
+
+/// The quick class serving a request of `n` bytes, if there is one: the hot path's only size
+/// computation (an add, a shift and a table load).
+#[inline(always)]
+pub fn quick_class_of_request(n: usize) -> Option<usize> {
     if n > QUICK_MAX_REQUEST {
         return None;
     }
-    match block_size(n) {
-        Some(s) => Some(class_of(s)),
-        None => None,
-    }
+    let grains = (n + BLOCK_OVERHEAD + GRAIN - 1) / GRAIN;
+    let c = COVERING_CLASS[if grains < MIN_BLOCK / GRAIN { MIN_BLOCK / GRAIN } else { grains }];
+    Some(c as usize)
 }
 
 /// The quick class of a block of exactly `size` bytes, if `size` is a quick class's block size.
@@ -116,8 +135,8 @@ pub fn quick_class_of_block(size: usize) -> Option<usize> {
     if size > QUICK_MAX_BLOCK {
         return None;
     }
-    let c = class_of(size);
-    if QUICK_SIZE[c] as usize == size { Some(c) } else { None }
+    let c = EXACT_CLASS[size / GRAIN];
+    if c == NONE { None } else { Some(c as usize) }
 }
 
 /// The size a block for `n` bytes is given: the class size for quick classes, otherwise the exact
@@ -160,6 +179,16 @@ mod tests {
             // The worst request in the class is one grain above the previous class.
             let waste = (hi - (lo + GRAIN)) as f64 / (lo + GRAIN) as f64;
             assert!(waste <= 0.25, "class {c}: {lo}..{hi} wastes {waste}");
+        }
+    }
+
+    #[test]
+    fn block_mapping_matches_the_slow_formula() {
+        let mut s = MIN_BLOCK;
+        while s <= QUICK_MAX_BLOCK + 4096 {
+            let slow = Some(class_of(s)).filter(|&c| c < NUM_QUICK && class_size(c) == s);
+            assert_eq!(quick_class_of_block(s), slow, "block {s}");
+            s += GRAIN;
         }
     }
 

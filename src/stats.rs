@@ -47,10 +47,12 @@ pub fn summary() -> Summary {
         ..Summary::default()
     };
     tcache::for_each_cache(|tc| {
-        let hits = tc.hits.load(Ordering::Relaxed);
-        s.cache_hits += hits;
-        s.allocations += hits + tc.misses.load(Ordering::Relaxed);
-        s.frees += tc.frees.load(Ordering::Relaxed);
+        for bin in &tc.bins {
+            let pops = bin.pops.load(Ordering::Relaxed);
+            s.allocations += pops;
+            s.cache_hits += pops.saturating_sub(bin.refills.load(Ordering::Relaxed));
+            s.frees += bin.pushes();
+        }
         s.cached_bytes += tc.cached_bytes() as u64;
         s.caches += 1;
     });

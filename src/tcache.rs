@@ -27,26 +27,48 @@ use crate::sync::Lock;
 /// Slot value of a thread whose cache is being created or was torn down.
 const DISABLED: usize = 1;
 
-/// One size class of a thread cache.
+/// One size class of a thread cache. The counters are written only by the owning thread and
+/// read by statistics from any thread, hence relaxed atomics (plain increments in practice).
 #[repr(C)]
-struct Bin {
+pub struct Bin {
     /// First block's user pointer (0: empty); blocks are linked by encoded pointers.
     head: usize,
     count: u32,
     max: u32,
+    /// Blocks handed to the program.
+    pub pops: AtomicU64,
+    /// Refills (each one a cache miss), and the blocks they brought.
+    pub refills: AtomicU64,
+    /// See `refills`.
+    pub refilled: AtomicU64,
+    /// Blocks flushed to the heap.
+    pub flushed: AtomicU64,
 }
 
-/// A thread's cache and its counters.
+impl Bin {
+    /// The block count, read from another thread for statistics (a stale value is fine).
+    fn count_racy(&self) -> u32 {
+        // SAFETY: an aligned u32 in a live cache; a torn or stale read only skews statistics.
+        unsafe { core::ptr::read_volatile(&self.count) }
+    }
+
+    /// Blocks the program gave back through this bin: everything that entered the bin other
+    /// than by refill (derived, so that `free` counts nothing on its hot path).
+    pub fn pushes(&self) -> u64 {
+        let out = self.pops.load(Ordering::Relaxed) + self.flushed.load(Ordering::Relaxed) + self.count_racy() as u64;
+        out.saturating_sub(self.refilled.load(Ordering::Relaxed))
+    }
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+/// A thread's cache.
 #[repr(C)]
 pub struct ThreadCache {
-    bins: [Bin; NUM_QUICK],
-    /// Cache hits and misses, for statistics. Written only by the owning thread; read by others
-    /// (statistics) with relaxed loads.
-    pub hits: AtomicU64,
-    /// Requests that had to go past the cache (refills, big sizes, no cache).
-    pub misses: AtomicU64,
-    /// `free` calls served by this thread.
-    pub frees: AtomicU64,
+    /// One bin per quick class.
+    pub bins: [Bin; NUM_QUICK],
     /// Next cache on the registry of all caches ever made.
     registry_next: *mut ThreadCache,
     /// Next parked cache, while no thread owns this one.
@@ -115,10 +137,19 @@ pub fn current() -> *mut ThreadCache {
 }
 
 impl ThreadCache {
+    /// The bin of quick class `c`, without a bounds check on the hot paths.
+    #[inline(always)]
+    fn bin(&mut self, c: usize) -> &mut Bin {
+        debug_assert!(c < NUM_QUICK);
+        // SAFETY: every caller's class comes from the size-class tables, which only hold quick
+        // classes (< NUM_QUICK).
+        unsafe { self.bins.get_unchecked_mut(c) }
+    }
+
     /// Pops a block of quick class `c`, or returns 0 when the bin is empty.
     #[inline(always)]
     pub fn pop(&mut self, c: usize) -> usize {
-        let bin = &mut self.bins[c];
+        let bin = self.bin(c);
         let p = bin.head;
         if p == 0 {
             return 0;
@@ -131,7 +162,7 @@ impl ThreadCache {
             let hw = p - block::HEADER;
             block::store(hw, block::load(hw) ^ FLIP_IN_USE_QUICK);
         }
-        self.hits.store(self.hits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        bump(&bin.pops, 1);
         p
     }
 
@@ -139,7 +170,7 @@ impl ThreadCache {
     /// full (the caller flushes and retries).
     #[inline(always)]
     pub fn push(&mut self, c: usize, p: usize, h: u64) -> bool {
-        let bin = &mut self.bins[c];
+        let bin = self.bin(c);
         if bin.count >= bin.max {
             return false;
         }
@@ -151,14 +182,12 @@ impl ThreadCache {
         }
         bin.head = p;
         bin.count += 1;
-        self.frees.store(self.frees.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         true
     }
 
     /// Refills bin `c` with half its capacity and pops one block; 0 if memory is exhausted.
     #[cold]
     pub fn refill_and_pop(&mut self, c: usize) -> usize {
-        self.misses.store(self.misses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         let bin = &mut self.bins[c];
         let want = (bin.max as usize / 2).max(1);
         let (head, n) = HEAP.refill(c, want);
@@ -167,10 +196,9 @@ impl ThreadCache {
         }
         bin.head = head;
         bin.count = n as u32;
-        let p = self.pop(c);
-        // pop counted a hit; this was a miss.
-        self.hits.store(self.hits.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-        p
+        bump(&bin.refills, 1);
+        bump(&bin.refilled, n as u64);
+        self.pop(c)
     }
 
     /// Moves the colder half of bin `c` to the heap's quick list.
@@ -196,6 +224,7 @@ impl ThreadCache {
         // SAFETY: last_kept is a block of this cache; its link now ends the bin.
         unsafe { *(last_kept as *mut usize) = block::encode_link(last_kept, 0, secret) };
         bin.count = keep as u32;
+        bump(&bin.flushed, n as u64);
         HEAP.flush(c, first_out, tail, n);
     }
 
@@ -211,13 +240,14 @@ impl ThreadCache {
             tail = HEAP.next_quick(tail, secret);
         }
         HEAP.flush(c, bin.head, tail, bin.count as usize);
+        bump(&bin.flushed, bin.count as u64);
         bin.head = 0;
         bin.count = 0;
     }
 
     /// Bytes held in this cache's bins (racy when read by another thread: statistics only).
     pub fn cached_bytes(&self) -> usize {
-        (0..NUM_QUICK).map(|c| self.bins[c].count as usize * QUICK_SIZE[c] as usize).sum()
+        (0..NUM_QUICK).map(|c| self.bins[c].count_racy() as usize * QUICK_SIZE[c] as usize).sum()
     }
 
     /// Gives every cached block back to the heap.
