@@ -23,7 +23,7 @@ ifdef THREAD_SAFE
 export MY_ALLOC_THREAD_SAFE := $(THREAD_SAFE)
 endif
 
-.PHONY: all build demo test check-header rust-tests c-tests real-tests clean
+.PHONY: all build demo test check-header rust-tests settings-tests c-tests real-tests clean
 
 all: build
 
@@ -35,7 +35,7 @@ demo: build
 	@echo "== python3 (every Python allocation through malloc) under LD_PRELOAD=$(LIB), MY_ALLOC_STATS=1"
 	PYTHONMALLOC=malloc MY_ALLOC_STATS=1 LD_PRELOAD=$(CURDIR)/$(LIB) $(PYTHON) c_tests/programs/wordfreq.py
 
-test: build check-header rust-tests c-tests real-tests
+test: build check-header rust-tests settings-tests c-tests real-tests
 	@echo "== all tests passed"
 
 # The committed header must be what the build generates, and must compile cleanly in C and C++.
@@ -49,6 +49,16 @@ check-header: build
 
 rust-tests:
 	$(CARGO) test --release
+
+# The core's tests again under non-default build settings (in their own target directory, with
+# their own header, so the default build and the committed header are left alone).
+ALT := MY_ALLOC_HEADER_DIR=$(CURDIR)/target/alt $(CARGO) test --release --target-dir target/alt
+settings-tests:
+	mkdir -p target/alt
+	MY_ALLOC_ALIGNMENT=32 MY_ALLOC_NUM_CLASSES=64 MY_ALLOC_THREAD_SAFE=1 $(ALT)
+	grep -q 'define MY_ALLOC_ALIGNMENT 32' target/alt/my_alloc.h
+	MY_ALLOC_ALIGNMENT=8 MY_ALLOC_NUM_CLASSES=40 MY_ALLOC_THREAD_SAFE=0 $(ALT)
+	grep -q 'define MY_ALLOC_THREAD_SAFE 0' target/alt/my_alloc.h
 
 c-tests: build
 	sh c_tests/run.sh

@@ -55,6 +55,8 @@ const FIRST_BLOCK: usize = round_up(SEGMENT_DESC + 2 * WORD, GRAIN) - WORD;
 const SEGMENT_OVERHEAD: usize = FIRST_BLOCK + WORD;
 /// The word before a mapped block's header: the user pointer's offset from the mapping's start.
 const MAPPED_PREFIX: usize = 2 * WORD;
+/// Offset of the user pointer in a mapped block with the default alignment.
+const MAPPED_OFFSET: usize = round_up(MAPPED_PREFIX, ALIGNMENT);
 /// Blocks scanned in the request's own bin before moving to a bigger bin.
 const BIN_SCAN_LIMIT: usize = 16;
 const BITMAP_WORDS: usize = NUM_CLASSES.div_ceil(64);
@@ -972,8 +974,9 @@ impl<S: Source> Heap<S> {
     /// A block with a mapping of its own, for `n` bytes at alignment `align`.
     fn map_large(&self, n: usize, align: usize) -> Option<usize> {
         let align = align.max(ALIGNMENT);
-        // Room for the offset word and the header before p, and for moving p up to `align`.
-        let front = MAPPED_PREFIX + if align > ALIGNMENT { align } else { 0 };
+        // Room for the offset word and the header before p, aligned. The mapping starts on a page,
+        // so p - base is exactly this for alignments up to a page, and at most this beyond.
+        let front = round_up(MAPPED_PREFIX, align);
         let len = n.checked_add(front)?.checked_add(PAGE - 1)? & !(PAGE - 1);
         if len > isize::MAX as usize {
             return None;
@@ -1035,7 +1038,7 @@ impl<S: Source> Heap<S> {
             return Some(p);
         }
         let secret = self.secret();
-        if offset == MAPPED_PREFIX {
+        if offset == MAPPED_OFFSET {
             if let Some(nb) = self.source.remap(base, len, new_len) {
                 self.pages.clear(base, len);
                 if !self.pages.mark(&self.source, nb, new_len) {
