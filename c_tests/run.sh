@@ -40,7 +40,8 @@ run() {
 run_misuse() {
     label=$1; expected=$2; shift 2
     status=0
-    out=$(timeout "$TIMEOUT" "$@" 2>&1) || status=$?
+    # Through an inner shell, whose "Aborted" notice lands in $out rather than on the terminal.
+    out=$(sh -c 'timeout "$0" "$@"' "$TIMEOUT" "$@" 2>&1) || status=$?
     # 134 = 128 + SIGABRT
     if [ "$status" -eq 134 ] && printf '%s\n' "$out" | grep -qF -- "$expected"; then
         passed=$((passed + 1))

@@ -845,8 +845,12 @@ impl<S: Source> Heap<S> {
         // SAFETY: the top is a FREE block; seg is the growable segment's descriptor.
         let excess = unsafe {
             let size = block::size_of(block::load(t));
+            // Any pad is valid (malloc_trim(SIZE_MAX) trims nothing): compare before rounding.
+            if keep >= size {
+                return false;
+            }
             let keep = round_up(keep.max(MIN_BLOCK), GRAIN);
-            if size < keep + PAGE {
+            if keep >= size || size - keep < PAGE {
                 return false;
             }
             let excess = (size - keep) & !(PAGE - 1);

@@ -323,6 +323,12 @@ fn the_top_is_trimmed_back_to_the_source() {
         h.free(p);
     }
     let before = h.heap_bytes();
+    // Pads beyond the top block trim nothing (and must not wrap around).
+    for pad in [usize::MAX, usize::MAX - 4000, usize::MAX / 2, before] {
+        assert!(!h.trim(pad), "trim({pad})");
+    }
+    h.check().unwrap();
+    assert_eq!(h.heap_bytes(), before);
     assert!(h.trim(0));
     assert!(h.heap_bytes() < before / 4);
     h.check().unwrap();
