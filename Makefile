@@ -66,6 +66,9 @@ c-tests: build
 real-tests: build
 	sh c_tests/real_programs.sh
 
+# make bench, bench-quick, bench-callgrind: see bench/README.md.
+include bench/bench.mk
+
 clean:
 	$(CARGO) clean
 	rm -rf c_tests/bin bench/bin

@@ -28,17 +28,34 @@ pub const STEPS_PER_DOUBLING: usize = 4;
 /// to the coalescing heap directly (or to their own mapping).
 pub const QUICK_LIMIT: usize = 32 * 1024;
 
-/// Requests whose block would be at least this big get a mapping of their own, unmapped on free.
+/// Requests whose block would be at least this big get a mapping of their own, unmapped on free
+/// (the starting value: see `MMAP_THRESHOLD_MAX`).
 pub const MMAP_THRESHOLD: usize = 256 * 1024;
+
+/// Freeing a mapped block raises the mapping threshold to its size, up to this: a program that
+/// keeps allocating and freeing blocks of that size then reuses heap memory instead of paying a
+/// `mmap`, page faults and a `munmap` every time (glibc's rule; glibc stops at 32 MiB, and
+/// `bench/large` showed blocks of up to 32 MiB still paying the faults there).
+pub const MMAP_THRESHOLD_MAX: usize = 64 * 1024 * 1024;
 
 /// The heap grows by at least this much per `sbrk`/`mmap` call (untouched pages cost no RSS).
 pub const GROW_STEP: usize = 1024 * 1024;
 
-/// When the free block at the top of the heap exceeds this, the excess goes back to the OS.
+/// When the free block at the top of the heap exceeds this (or twice the current mapping
+/// threshold, whichever is bigger), the excess goes back to the OS.
 pub const TRIM_THRESHOLD: usize = 4 * 1024 * 1024;
 
 /// How much of the top block trimming keeps, so that the next growth does not need a syscall.
 pub const TRIM_KEEP: usize = GROW_STEP;
+
+/// The top is not trimmed within this many milliseconds of the heap's last growth: a program
+/// that frees and reallocates big blocks in a loop would otherwise give memory back and fault it
+/// in again on every cycle. (`malloc_trim` trims at once.)
+pub const TRIM_DECAY_MS: u64 = 1000;
+
+/// Each growth of the heap asks for at least 1/GROW_SHARE of what the heap already has, so a big
+/// heap grows in few system calls (pages not yet touched cost no memory).
+pub const GROW_SHARE: usize = 8;
 
 /// Page size of the target (x86-64 and aarch64 Linux with 4 KiB pages).
 pub const PAGE: usize = 4096;
@@ -53,8 +70,15 @@ pub const fn round_up(n: usize, align: usize) -> usize {
 }
 
 const _: () = assert!(GRAIN.is_power_of_two() && GRAIN >= WORD);
-const _: () = assert!(QUICK_LIMIT <= MMAP_THRESHOLD && QUICK_LIMIT > LINEAR_LIMIT);
+const _: () = assert!(QUICK_LIMIT <= MMAP_THRESHOLD && QUICK_LIMIT > LINEAR_LIMIT && MMAP_THRESHOLD <= MMAP_THRESHOLD_MAX);
 const _: () = assert!(TRIM_KEEP < TRIM_THRESHOLD);
+
+/// Freed small blocks wait on the quick lists, uncoalesced, for reuse by their own class. When
+/// they hold more than this share of the memory obtained from the OS (1/QUICK_SHARE)...
+pub const QUICK_SHARE: usize = 8;
+/// ...and more than this many bytes, they are consolidated into the coalesced free lists, where
+/// any size can use them (and the top can be trimmed).
+pub const QUICK_RETAIN_MIN: usize = 1024 * 1024;
 
 /// A thread cache keeps at most this many bytes per size class (bounded below by
 /// `CACHE_MIN_BLOCKS` blocks and above by `CACHE_MAX_BLOCKS`)...

@@ -9,7 +9,8 @@
 //!   coalesce, grow, trim).
 //! - the **source**, asked for more in steps of at least `GROW_STEP`, given back the top's excess.
 //!
-//! Requests too big for the heap (`MMAP_THRESHOLD`) get a mapping of their own.
+//! Requests too big for the heap (the mapping threshold, `MMAP_THRESHOLD` at first) get a
+//! mapping of their own.
 //!
 //! Locking: the heap lock may be held while taking a quick-list lock (consolidation), never the
 //! other way round. A block's header is written only by the block's owner; the heap-lock holder
@@ -21,16 +22,17 @@
 //! 2. No two neighbouring blocks are both `FREE` (free blocks are always coalesced).
 //! 3. Every `FREE` block is either the top (the block right before the growable segment's fence)
 //!    or in exactly the bin of its size's class; bins are well-formed doubly linked lists.
-//! 4. Every block on a quick list is `QUICK` and exactly its class's size; `quick_bytes` counts them.
+//! 4. Every block on a quick list is `QUICK` and of its class's size (or more by a sliver too small
+//!    to split off); `quick_bytes` counts their class sizes.
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, FENCE, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, QUICK};
-use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, NUM_CLASSES, PAGE, TRIM_KEEP, TRIM_THRESHOLD, WORD};
+use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, PAGE, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
 use crate::diag::{fatal, fatal_sized};
 use crate::os;
 use crate::pagemap::PageMap;
-use crate::size_class::{alloc_block_size, block_size, class_of, class_size, quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_MAX_BLOCK, QUICK_SIZE};
+use crate::size_class::{alloc_block_size, block_size, class_of, quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_MAX_BLOCK, QUICK_SIZE};
 use crate::source::{Region, Source};
 use crate::sync::Lock;
 
@@ -80,6 +82,8 @@ struct Core {
     free_bytes: usize,
     /// Bytes in all segments.
     heap_bytes: usize,
+    /// When the heap last grew (source clock, ms): trimming waits TRIM_DECAY_MS after it.
+    last_grow_ms: u64,
 }
 
 /// A quick list: a LIFO chain of `QUICK` blocks of one class, linked through encoded pointers.
@@ -156,8 +160,17 @@ pub struct Heap<S: Source> {
     /// `validate`. Published after the segment's pages are marked; never unpublished (segments
     /// are never unmapped whole).
     seg_view: AtomicPtr<Segment>,
+    /// Blocks at least this big get their own mapping; raised by frees of mapped blocks.
+    mmap_threshold: AtomicUsize,
     /// Counters for statistics.
     pub counters: HeapCounters,
+}
+
+/// Whether a block of `size` bytes may sit on quick class `c`'s lists: its class size, or more by
+/// a sliver too small to have been split off when it was carved.
+fn quick_size_fits(size: usize, c: usize) -> bool {
+    let class = QUICK_SIZE[c] as usize;
+    size >= class && size - class < MIN_BLOCK
 }
 
 // Small helpers for the bins' links, which live in FREE blocks' payloads and are only touched
@@ -195,6 +208,7 @@ impl Core {
             segments: 0,
             free_bytes: 0,
             heap_bytes: 0,
+            last_grow_ms: 0,
         }
     }
 
@@ -394,6 +408,7 @@ impl<S: Source> Heap<S> {
             lo: AtomicUsize::new(usize::MAX),
             hi: AtomicUsize::new(0),
             seg_view: AtomicPtr::new(&NO_SEGMENT as *const Segment as *mut Segment),
+            mmap_threshold: AtomicUsize::new(MMAP_THRESHOLD),
             counters: HeapCounters {
                 os_bytes: AtomicUsize::new(0),
                 os_peak: AtomicUsize::new(0),
@@ -564,7 +579,7 @@ impl<S: Source> Heap<S> {
             return self.malloc_quick(c);
         }
         let need = block_size(n)?;
-        if need >= MMAP_THRESHOLD {
+        if need >= self.mmap_threshold() {
             return self.map_large(n, ALIGNMENT);
         }
         self.alloc_block(need, IN_USE).map(|b| b + HEADER)
@@ -621,9 +636,10 @@ impl<S: Source> Heap<S> {
 
     /// Obtains at least `need` bytes of new block space from the source.
     unsafe fn grow(&self, core: &mut Core, need: usize) -> Option<()> {
-        let want = need.checked_add(SEGMENT_OVERHEAD + PAGE)?;
+        let want = need.checked_add(SEGMENT_OVERHEAD + PAGE)?.max(core.heap_bytes / GROW_SHARE);
         let want = want.checked_add(GROW_STEP - 1)? & !(GROW_STEP - 1);
         let r = self.source.grow(want)?;
+        core.last_grow_ms = self.source.now_ms();
         if !self.pages.mark(&self.source, r.start, r.len) {
             self.source.shrink(r, r.len);
             return None;
@@ -690,7 +706,7 @@ impl<S: Source> Heap<S> {
                 // SAFETY: blocks on a quick list are QUICK blocks in segments; we own them now.
                 unsafe {
                     let h = core.header(b, "malloc");
-                    if block::state_of(h) != QUICK || block::size_of(h) != QUICK_SIZE[c] as usize {
+                    if block::state_of(h) != QUICK || !quick_size_fits(block::size_of(h), c) {
                         fatal("malloc", "corrupted quick list at", p);
                     }
                     block::store(b, h ^ FLIP_QUICK_FREE);
@@ -732,42 +748,45 @@ impl<S: Source> Heap<S> {
         self.carve_run(c, max)
     }
 
-    /// Carves up to `max` consecutive `QUICK` blocks of class `c` out of one free block.
+    /// Carves up to `max` `QUICK` blocks of class `c` out of the best-fitting free blocks.
+    ///
+    /// Each piece comes from the smallest free block that holds one block of the class (an exact
+    /// fit first), and gives as many blocks as it can. Small fragments are used up before a big
+    /// hole is cut into: a run of small blocks carved into a big hole would pin the hole if one of
+    /// them lives long, which is how a heap fragments.
     fn carve_run(&self, c: usize, max: usize) -> (usize, usize) {
         let size = QUICK_SIZE[c] as usize;
         self.with_core(|core| {
             let secret = core.secret;
-            // SAFETY: under the heap lock; the block from take/take_or_grow is ours.
+            let mut head = 0;
+            let mut n = 0;
+            // SAFETY: under the heap lock; blocks from take/take_or_grow are ours to cut.
             unsafe {
-                // Ask for the whole run; settle for one block if that is all there is.
-                let (b, got) = match core.take(size * max) {
-                    Some(found) => found,
-                    None => match self.take_or_grow(core, size) {
-                        Some(found) => found,
-                        None => return (0, 0),
-                    },
-                };
-                let mut n = (got / size).min(max);
-                let mut rest = got - n * size;
-                if rest != 0 && rest < MIN_BLOCK && n > 1 {
-                    n -= 1;
-                    rest += size;
+                while n < max {
+                    let found = if n == 0 { self.take_or_grow(core, size) } else { core.take(size) };
+                    let Some((b, got)) = found else { break };
+                    let mut k = (got / size).min(max - n);
+                    let mut rest = got - k * size;
+                    if rest != 0 && rest < MIN_BLOCK && k > 1 {
+                        k -= 1;
+                        rest += size;
+                    }
+                    for i in (0..k).rev() {
+                        let bi = b + i * size;
+                        // The last block absorbs a sliver too small to be a block of its own.
+                        let bsize = if i == k - 1 && rest < MIN_BLOCK { size + rest } else { size };
+                        block::write_tags(bi, bsize, QUICK, secret);
+                        let p = bi + HEADER;
+                        *(p as *mut usize) = block::encode_link(p, head, secret);
+                        head = p;
+                    }
+                    if rest >= MIN_BLOCK {
+                        core.insert(b + k * size, rest);
+                    }
+                    n += k;
                 }
-                let mut next = 0;
-                for i in (0..n).rev() {
-                    let bi = b + i * size;
-                    // The last block absorbs a sliver too small to be a block of its own.
-                    let bsize = if i == n - 1 && rest < MIN_BLOCK { size + rest } else { size };
-                    block::write_tags(bi, bsize, QUICK, secret);
-                    let p = bi + HEADER;
-                    *(p as *mut usize) = block::encode_link(p, next, secret);
-                    next = p;
-                }
-                if rest >= MIN_BLOCK {
-                    core.insert(b + n * size, rest);
-                }
-                (b + HEADER, n)
             }
+            (head, n)
         })
     }
 
@@ -781,7 +800,12 @@ impl<S: Source> Heap<S> {
         q.head = head;
         q.len += n;
         drop(q);
-        self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
+        let parked = self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed) + n * QUICK_SIZE[c] as usize;
+        if parked > QUICK_RETAIN_MIN && parked > self.counters.os_bytes.load(Ordering::Relaxed) / QUICK_SHARE {
+            // Too much memory is parked by class: coalesce it so that every size can use it.
+            // SAFETY: the heap lock is held by with_core; no quick lock is held here.
+            self.with_core(|core| unsafe { self.consolidate(core) });
+        }
     }
 
     /// Bytes parked on the quick lists.
@@ -831,7 +855,9 @@ impl<S: Source> Heap<S> {
         }
         // SAFETY: the top is a FREE block in the growable segment.
         let top_size = block::size_of(unsafe { block::load(core.top) });
-        if top_size > TRIM_THRESHOLD {
+        if top_size > TRIM_THRESHOLD.max(2 * self.mmap_threshold())
+            && self.source.now_ms().wrapping_sub(core.last_grow_ms) >= TRIM_DECAY_MS
+        {
             self.trim_top(core, TRIM_KEEP);
         }
     }
@@ -904,7 +930,9 @@ impl<S: Source> Heap<S> {
             }
             return Resized::Done(p);
         }
-        if need < MMAP_THRESHOLD {
+        // Small blocks rarely have a free neighbour (theirs are cached, not coalesced): moving
+        // them through the thread cache beats taking the heap lock to look.
+        if size > QUICK_MAX_BLOCK && need < self.mmap_threshold() {
             let grown = self.with_core(|core| {
                 // SAFETY: under the heap lock; the right neighbour is read, and taken only if FREE.
                 unsafe {
@@ -949,7 +977,7 @@ impl<S: Source> Heap<S> {
             return self.malloc(n);
         }
         let need = alloc_block_size(n)?;
-        if need >= MMAP_THRESHOLD || align >= MMAP_THRESHOLD {
+        if need >= self.mmap_threshold() || align >= MMAP_THRESHOLD {
             return self.map_large(n, align);
         }
         let want = need.checked_add(align)?.checked_add(MIN_BLOCK)?;
@@ -1015,8 +1043,19 @@ impl<S: Source> Heap<S> {
         (p - offset, len)
     }
 
+    /// The current mapping threshold.
+    #[inline]
+    pub fn mmap_threshold(&self) -> usize {
+        self.mmap_threshold.load(Ordering::Relaxed)
+    }
+
     fn unmap_large(&self, p: usize, h: u64) {
         let (base, len) = self.mapping_of(p, h, "free");
+        // A program that frees blocks this big will likely allocate them again: serve them from
+        // the heap from now on (see MMAP_THRESHOLD_MAX).
+        if len > self.mmap_threshold() && len <= MMAP_THRESHOLD_MAX {
+            self.mmap_threshold.fetch_max(len, Ordering::Relaxed);
+        }
         self.pages.clear(base, len);
         self.source.unmap(base, len);
         self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
@@ -1029,7 +1068,7 @@ impl<S: Source> Heap<S> {
         let offset = p - base;
         let usable = len - offset;
         let need = block_size(n)?;
-        if need < MMAP_THRESHOLD / 2 {
+        if need < self.mmap_threshold() / 2 {
             // Shrunk well below the threshold: move it into the heap.
             let q = self.malloc(n)?;
             // SAFETY: both blocks are live and distinct.
@@ -1232,7 +1271,8 @@ impl<S: Source> Heap<S> {
                 return Err("heap byte count is off");
             }
             // Quick lists.
-            let mut listed_bytes = 0;
+            // quick_bytes counts class sizes (a slivered block counts as its class).
+            let (mut listed_bytes, mut listed_class_bytes) = (0, 0);
             for (c, q) in quick.iter().enumerate() {
                 let mut p = q.head;
                 let mut n = 0;
@@ -1245,11 +1285,11 @@ impl<S: Source> Heap<S> {
                     if !block::is_sealed(b, h, secret) || block::state_of(h) != QUICK {
                         return Err("quick entry is not a quick block");
                     }
-                    // A block may exceed its class by a sliver too small to split off.
-                    if block::size_of(h) < class_size(c) || block::size_of(h) - class_size(c) >= MIN_BLOCK {
+                    if !quick_size_fits(block::size_of(h), c) {
                         return Err("quick entry of the wrong class");
                     }
                     listed_bytes += block::size_of(h);
+                    listed_class_bytes += QUICK_SIZE[c] as usize;
                     n += 1;
                     if n > rep.quick_blocks {
                         return Err("quick list longer than the quick blocks (cycle?)");
@@ -1261,7 +1301,7 @@ impl<S: Source> Heap<S> {
                 }
                 rep.listed_quick_blocks += n;
             }
-            if listed_bytes != self.quick_bytes.load(Ordering::Relaxed) {
+            if listed_class_bytes != self.quick_bytes.load(Ordering::Relaxed) {
                 return Err("quick byte count is off");
             }
             if rep.listed_quick_blocks > rep.quick_blocks || listed_bytes > quick_bytes_in_segments {

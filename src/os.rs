@@ -206,6 +206,13 @@ unsafe impl Source for OsSource {
         })
     }
 
+    fn now_ms(&self) -> u64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid out-parameter; the coarse clock is read in the vDSO, no syscall.
+        keep_errno(|| unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) });
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    }
+
     fn purge(&self, addr: usize, len: usize) {
         keep_errno(|| {
             // SAFETY: the pages are ours and hold nothing anyone needs.

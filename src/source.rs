@@ -41,4 +41,9 @@ pub unsafe trait Source: Sync {
     /// Tells the OS the pages of `[addr, addr + len)` are not needed: they may read back as zero,
     /// and stay usable.
     fn purge(&self, _addr: usize, _len: usize) {}
+
+    /// A monotonic clock in milliseconds, for decay decisions (cheap: it is read on slow paths).
+    fn now_ms(&self) -> u64 {
+        0
+    }
 }

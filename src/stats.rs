@@ -37,6 +37,10 @@ pub struct Summary {
     pub os_returned: u64,
     /// Large blocks with their own mapping, now.
     pub mapped_blocks: u64,
+    /// Bytes in the heap's coalesced free blocks (bins and top), and on its quick lists, now.
+    pub free_bytes: u64,
+    /// See `free_bytes`.
+    pub quick_bytes: u64,
 }
 
 /// Sums the counters.
@@ -62,6 +66,8 @@ pub fn summary() -> Summary {
     s.os_peak = c.os_peak.load(Ordering::Relaxed) as u64;
     s.os_returned = c.os_returned.load(Ordering::Relaxed) as u64;
     s.mapped_blocks = c.mapped_blocks.load(Ordering::Relaxed) as u64;
+    s.free_bytes = c.free_bytes.load(Ordering::Relaxed) as u64;
+    s.quick_bytes = HEAP.quick_bytes() as u64;
     s
 }
 
@@ -73,7 +79,8 @@ pub fn print_summary(fd: i32) {
     l.dec(s.cache_hits).str(" served from ").dec(s.caches).str(" thread caches");
     l.write_to(fd);
     let mut l = Line::new();
-    l.str("my_alloc: peak in use ").bytes(s.peak_held).str(" (thread caches included), cached now ").bytes(s.cached_bytes);
+    l.str("my_alloc: peak in use ").bytes(s.peak_held).str(" (thread caches included); now cached ").bytes(s.cached_bytes);
+    l.str(", on quick lists ").bytes(s.quick_bytes).str(", free in the heap ").bytes(s.free_bytes);
     l.write_to(fd);
     let mut l = Line::new();
     l.str("my_alloc: from the OS: now ").bytes(s.os_now).str(", peak ").bytes(s.os_peak);

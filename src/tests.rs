@@ -28,6 +28,8 @@ struct ArenaState {
     budget: usize,
     gap_next: bool,
     maps: BTreeMap<usize, usize>,
+    /// The clock the heap reads for decay decisions, moved by the test.
+    now_ms: u64,
 }
 
 impl TestSource {
@@ -37,7 +39,7 @@ impl TestSource {
         let base = unsafe { alloc_zeroed(layout) } as usize;
         assert_ne!(base, 0);
         TestSource {
-            state: Mutex::new(ArenaState { base, cap, used: 0, budget: usize::MAX, gap_next: false, maps: BTreeMap::new() }),
+            state: Mutex::new(ArenaState { base, cap, used: 0, budget: usize::MAX, gap_next: false, maps: BTreeMap::new(), now_ms: 0 }),
         }
     }
     fn set_budget(&self, b: usize) {
@@ -45,6 +47,9 @@ impl TestSource {
     }
     fn gap_next(&self) {
         self.state.lock().unwrap().gap_next = true;
+    }
+    fn advance_clock(&self, ms: u64) {
+        self.state.lock().unwrap().now_ms += ms;
     }
     /// Live mappings other than the page map's own (its root and leaves).
     fn mappings(&self) -> usize {
@@ -121,6 +126,9 @@ unsafe impl Source for TestSource {
         }
         // SAFETY: allocated in map with this layout.
         unsafe { dealloc(addr as *mut u8, Layout::from_size_align(len, PAGE).unwrap()) };
+    }
+    fn now_ms(&self) -> u64 {
+        self.state.lock().unwrap().now_ms
     }
 }
 
@@ -236,9 +244,50 @@ fn quick_blocks_are_reused_lifo_and_consolidated_when_needed() {
 }
 
 #[test]
+fn refills_use_small_fragments_and_slivers_survive_consolidation() {
+    let h = new_heap(64 << 20);
+    // Free every other 64-byte block and consolidate: 64-byte FREE fragments between live ones.
+    let ps: Vec<usize> = (0..400).map(|_| h.malloc(48).unwrap()).collect();
+    for p in ps.iter().step_by(2) {
+        h.free(*p);
+    }
+    assert!(!h.trim(usize::MAX)); // consolidates, trims nothing
+    let before = h.check().unwrap();
+    assert!(before.free_blocks >= 199);
+    // A refill of the 48-byte class takes those fragments one by one (best fit) rather than
+    // cutting a run out of the top; each carries a 16-byte sliver it cannot split off.
+    let c = crate::size_class::quick_class_of_request(32).unwrap();
+    assert_eq!(QUICK_SIZE[c], 48);
+    let (head, n) = h.refill(c, 32);
+    assert_eq!(n, 32);
+    let secret = h.secret();
+    let mut p = head;
+    let mut chain = Vec::new();
+    while p != 0 {
+        // SAFETY: p heads a QUICK block of the chain.
+        assert_eq!(block::size_of(unsafe { block::load(p - 8) }), 64);
+        assert!(ps.contains(&p), "not a reused fragment");
+        chain.push(p);
+        p = h.next_quick(p, secret);
+    }
+    assert_eq!(h.check().unwrap().free_blocks, before.free_blocks - 32);
+    // Back on the quick list and consolidated again: the slivered blocks are accepted.
+    h.flush(c, chain[0], *chain.last().unwrap(), chain.len());
+    h.check().unwrap();
+    assert!(!h.trim(usize::MAX));
+    assert_eq!(h.check().unwrap().free_blocks, before.free_blocks);
+    for p in ps.iter().skip(1).step_by(2) {
+        h.free(*p);
+    }
+    h.check().unwrap();
+}
+
+#[test]
 fn realloc_grows_and_shrinks_in_place() {
     let h = new_heap(64 << 20);
-    let n = 50_000;
+    // Above the quick classes (small blocks move rather than look for a free neighbour).
+    let n = 100_000;
+    assert!(n / 2 > QUICK_LIMIT && 2 * n < MMAP_THRESHOLD);
     let a = h.malloc(n).unwrap();
     fill(a, n, 7);
     // The top follows a: growing takes from it in place.
@@ -311,7 +360,14 @@ fn the_top_is_trimmed_back_to_the_source() {
     let ps: Vec<usize> = (0..200).map(|_| h.malloc(100_000).unwrap()).collect();
     let grown = h.heap_bytes();
     assert!(grown >= 200 * 100_000);
-    for p in ps.into_iter().rev() {
+    // Right after growing, freeing keeps the memory for reuse...
+    for p in ps.iter().rev().take(100) {
+        h.free(*p);
+    }
+    assert_eq!(h.heap_bytes(), grown, "trimmed within the decay");
+    // ...once the heap has not grown for a while, a free trims the top.
+    h.source().advance_clock(crate::config::TRIM_DECAY_MS);
+    for p in ps.into_iter().rev().skip(100) {
         h.free(p);
     }
     let r = h.check().unwrap();

@@ -1,0 +1,53 @@
+# Benchmarks of my_alloc against glibc, jemalloc, tcmalloc and mimalloc.
+# Included by the top-level Makefile; from the repository root:
+#
+#   make bench             full suite (7 interleaved rounds, ~7 min on 2 cores)
+#   make bench-quick       smoke test: small sizes, 3 rounds (< 2 min)
+#   make bench-callgrind   instructions per malloc+free pair on the hot path (valgrind)
+#   make bench-progs       only build the C programs into bench/bin/
+#
+# Extra runner options: make bench BENCH_ARGS="--rounds 7 --only churn,server"
+# Results: bench/RESULTS.md, bench/results.svg, bench/results.json (see bench/run.py).
+# Also works alone: make -f bench/bench.mk bench-quick (from the repository root).
+
+# Directory of this file, whatever the includer's directory is (taken before any include).
+BENCH_DIR    := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+BENCH_BIN    := $(BENCH_DIR)/bin
+BENCH_CC     ?= cc
+BENCH_CFLAGS := -O2 -fno-builtin -pthread -Wall -Wextra
+BENCH_PYTHON ?= /usr/bin/python3
+BENCH_ARGS   ?=
+BENCH_PROGS  := churn server prodcons growth mixed large hotpath spawn
+
+# Keep the includer's default goal: targets defined here must not become `make`'s default.
+_bench_saved_goal := $(.DEFAULT_GOAL)
+
+.PHONY: bench bench-quick bench-callgrind bench-progs
+
+bench-progs: $(addprefix $(BENCH_BIN)/,$(BENCH_PROGS))
+
+$(BENCH_BIN)/%: $(BENCH_DIR)/%.c $(BENCH_DIR)/bench_common.h
+	@mkdir -p $(BENCH_BIN)
+	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $<
+
+bench: build bench-progs
+	$(BENCH_PYTHON) $(BENCH_DIR)/run.py $(BENCH_ARGS)
+
+# Quick runs are smoke tests: their results go to bench/bin/quick (git-ignored), so that they
+# never overwrite the committed results of a full run.
+bench-quick: build bench-progs
+	$(BENCH_PYTHON) $(BENCH_DIR)/run.py --quick --out-dir $(BENCH_BIN)/quick $(BENCH_ARGS)
+
+bench-callgrind: build bench-progs
+	$(BENCH_PYTHON) $(BENCH_DIR)/callgrind.py $(BENCH_CALLGRIND_N)
+
+BENCH_CALLGRIND_N ?= 1000000
+
+# Used alone (`make -f bench/bench.mk ...`), there is no top-level `build`: delegate to it.
+ifeq ($(notdir $(firstword $(MAKEFILE_LIST))),bench.mk)
+.PHONY: build
+build:
+	$(MAKE) -C $(BENCH_DIR)/.. -f Makefile build
+endif
+
+.DEFAULT_GOAL := $(_bench_saved_goal)

@@ -1,0 +1,488 @@
+#!/usr/bin/python3
+"""Benchmark runner: my_alloc against glibc, jemalloc, tcmalloc and mimalloc.
+
+    /usr/bin/python3 bench/run.py [--quick] [--rounds N] [--only a,b] [--allocators a,b]
+    (usually through `make bench` / `make bench-quick`, which build bench/bin first)
+
+Each benchmark runs under every allocator, interleaved (A B C D E, A B C D E, ...), so slow
+drifts of a noisy machine hit every allocator alike; absolute times mean little here,
+ratios measured side by side do. Per run: wall time (perf_counter around spawn and wait)
+and peak RSS (ru_maxrss of the child from os.wait4). Per benchmark and allocator: medians,
+reported as ratios to glibc and to mimalloc, with geometric means across benchmarks.
+
+Writes bench/RESULTS.md, bench/results.svg and bench/results.json (or --out-dir) and
+prints the tables. Standard library only.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH_DIR)
+BIN = os.path.join(BENCH_DIR, "bin")
+SPAWN = os.path.join(BIN, "spawn")
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
+sys.path.insert(0, BENCH_DIR)
+import svgchart  # noqa: E402  (our own SVG writer, next to this file)
+
+PY = "/usr/bin/python3"
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+MY_ALLOC_LIB = os.path.join(ROOT, "target", "release", "libmy_alloc.so")
+
+# name, library to preload (None = glibc's own malloc), Debian package (for its version).
+ALLOCATORS = [
+    ("glibc", None, "libc6"),
+    ("jemalloc", LIBDIR + "/libjemalloc.so.2", "libjemalloc2"),
+    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
+    ("mimalloc", LIBDIR + "/libmimalloc.so.2", "libmimalloc2.0"),
+    ("my_alloc", MY_ALLOC_LIB, None),
+]
+
+# Each benchmark: program and arguments at full and quick size, threads it runs (for the
+# "more threads than cores" note) and extra environment. Full sizes take ~0.5-2 s under
+# glibc on the 2-core reference machine; quick sizes about a tenth of that.
+BENCHMARKS = [
+    dict(name="churn", threads=1, desc="small objects 8-512 B, one thread: LIFO batches, then random replacement",
+         cmd=["churn"], full=["10000", "1000", "20000", "10000000"], quick=["10000", "100", "20000", "1000000"]),
+    dict(name="server", threads=4, desc="4 threads, working sets of 16 B-8 KiB objects, 25% freed by another thread",
+         cmd=["server"], full=["4", "1500000", "5000", "25"], quick=["4", "150000", "5000", "25"]),
+    dict(name="prodcons", threads=2, desc="one thread allocates 16 B-1 KiB, another frees (batched bounded queue)",
+         cmd=["prodcons"], full=["6000000"], quick=["600000"]),
+    dict(name="growth", threads=1, desc="realloc growth: strings a few bytes at a time, vectors by doubling",
+         cmd=["growth"], full=["256", "10000", "16", "30"], quick=["256", "1000", "16", "3"]),
+    dict(name="mixed", threads=1, desc="16 B-1 MiB power-law sizes, live set rising and falling",
+         cmd=["mixed"], full=["16000000", "100000", "8"], quick=["1600000", "100000", "2"]),
+    dict(name="large", threads=1, desc="64 KiB-32 MiB blocks, every page written, 4 live",
+         cmd=["large"], full=["700", "4"], quick=["70", "4"]),
+    dict(name="python", threads=1, desc="CPython (PYTHONMALLOC=malloc) running bench/pyload.py",
+         cmd=[PY, "-s", "-B", os.path.join(BENCH_DIR, "pyload.py")], full=["1.0"], quick=["0.1"],
+         env={"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}),
+]
+
+# Variables that would change an allocator's behaviour: dropped so every run uses defaults.
+SCRUB_PREFIXES = ("LD_PRELOAD", "MALLOC_", "GLIBC_TUNABLES", "MIMALLOC_", "TCMALLOC_",
+                  "JEMALLOC_", "MY_ALLOC_", "PYTHON")
+
+
+def argv_of(bench, quick):
+    prog = bench["cmd"]
+    if not os.path.isabs(prog[0]):
+        prog = [os.path.join(BIN, prog[0])] + prog[1:]
+    return prog + (bench["quick"] if quick else bench["full"])
+
+
+def env_of(bench):
+    """Our environment without allocator knobs, plus the benchmark's own variables.
+    LD_PRELOAD is not set here: bin/spawn adds it for the child only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB_PREFIXES)}
+    env.update(bench.get("env", {}))
+    return env
+
+
+def shell_command(argv, bench, lib):
+    """The command line to reproduce one run by hand, from the repository root."""
+    parts = ["%s=%s" % (k, v) for k, v in sorted(bench.get("env", {}).items())]
+    if lib:
+        parts.append("LD_PRELOAD=" + lib)
+    rel = [os.path.relpath(a, ROOT) if a.startswith(ROOT + "/") else a for a in argv]
+    return " ".join(parts + rel)
+
+
+def kill_quietly(pidfd):
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def run_once(argv, lib, env, timeout):
+    """Run argv under allocator lib (None = glibc) through bin/spawn, our small C launcher
+    (see spawn.c: forked straight from Python, the child's ru_maxrss would start at the
+    runner's own RSS). spawn forks, execs, wait4()s and reports the child's wall time and
+    ru_maxrss. Returns a dict: status, wall (s), rss_kib, checksum, stderr (tail)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as report:
+        cmd = [SPAWN, report.name, str(int(math.ceil(timeout))), lib or "-"] + argv
+        actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+                   (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
+        pid = os.posix_spawn(SPAWN, cmd, env, file_actions=actions)
+        # Backstop in case the launcher itself hangs. A pidfd names this process and no
+        # other, so the kill can never hit a reused pid.
+        pidfd = os.pidfd_open(pid)
+        timer = threading.Timer(timeout + 30, kill_quietly, (pidfd,))
+        timer.start()
+        os.wait4(pid, 0)
+        timer.cancel()
+        os.close(pidfd)
+        fields = report.read().split()
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+
+    rep = dict(zip(fields[0::2], fields[1::2]))
+    if "status" not in rep:
+        return dict(status="NOREPORT", wall=0.0, rss_kib=0, checksum=None, stderr=stderr[-600:])
+    code = os.waitstatus_to_exitcode(int(rep["status"]))
+    checksum = None
+    for line in stdout.splitlines():
+        if line.startswith("checksum "):
+            checksum = line.split()[1]
+    if rep["timedout"] == "1":
+        state = "TIMEOUT"
+    elif code < 0:
+        state = "SIG" + signal.Signals(-code).name[3:]
+    elif code > 0:
+        state = "EXIT%d" % code
+    elif checksum is None:
+        state = "NOSUM"
+    else:
+        state = "ok"
+    return dict(status=state, wall=int(rep["wall_ns"]) / 1e9, rss_kib=int(rep["maxrss_kib"]),
+                checksum=checksum, stderr=stderr[-600:] if state != "ok" else "")
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def geomean(xs):
+    xs = [x for x in xs if x is not None and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine_info(allocs, lib_snapshot):
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    versions = {}
+    for name, lib, pkg in ALLOCATORS:
+        if pkg:
+            versions[name] = sh(["dpkg-query", "-W", "-f=${Version}", pkg]) or "not installed"
+    commit = sh(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
+    dirty = sh(["git", "status", "--porcelain", "--", "src", "build.rs", "Cargo.toml", "Cargo.lock"])
+    with open(lib_snapshot, "rb") as f:
+        lib_sha = hashlib.sha256(f.read()).hexdigest()[:16]
+    return dict(
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        cpu=cpu, cores=os.cpu_count(), mem_gib=round(mem_kib / 2**20, 1),
+        kernel=platform.release(), glibc=os.confstr("CS_GNU_LIBC_VERSION"),
+        python=sh([PY, "-c", "import platform; print(platform.python_version())"]),
+        versions=versions, my_alloc_commit=commit + (" + uncommitted changes in src" if dirty else ""),
+        my_alloc_lib_sha256=lib_sha, loadavg_start=os.getloadavg()[0],
+    )
+
+
+# ----------------------------------------------------------------------------- tables
+
+def fmt_time(s):
+    return "%.3f s" % s if s < 10 else "%.1f s" % s
+
+
+def fmt_ratio(r):
+    return "%.2f" % r if r < 100 else "%.0f" % r
+
+
+def summarize(benches, allocs, runs):
+    """Medians and ratios. A cell with any failed run is marked failed (the reason is kept)."""
+    summary = {}
+    for b in benches:
+        row = {}
+        for a in allocs:
+            rs = runs[b["name"]][a]
+            ok = [r for r in rs if r["status"] == "ok"]
+            bad = [r["status"] for r in rs if r["status"] != "ok"]
+            walls = [r["wall"] for r in ok]
+            cell = dict(n=len(rs), ok=len(ok),
+                        failed=("%s %d/%d" % (bad[0], len(bad), len(rs))) if bad else None,
+                        wall=median(walls), rss_kib=median([r["rss_kib"] for r in ok]),
+                        spread=((max(walls) - min(walls)) / median(walls)) if len(walls) > 1 else None)
+            row[a] = cell
+        for a in allocs:
+            for base in ("glibc", "mimalloc"):
+                c, bc = row[a], row.get(base)
+                usable = bc and not c["failed"] and not bc["failed"] and c["wall"] and bc["wall"]
+                c["time_vs_" + base] = c["wall"] / bc["wall"] if usable else None
+                c["rss_vs_" + base] = c["rss_kib"] / bc["rss_kib"] if usable else None
+        summary[b["name"]] = row
+    geo = {}
+    for a in allocs:
+        g = {}
+        for key in ("time_vs_glibc", "time_vs_mimalloc", "rss_vs_glibc", "rss_vs_mimalloc"):
+            xs = [summary[b["name"]][a][key] for b in benches]
+            g[key] = geomean(xs)
+            g[key + "_n"] = len([x for x in xs if x is not None])
+        geo[a] = g
+    return summary, geo
+
+
+def md_table(benches, allocs, summary, geo, cell_fn, geo_key=None):
+    lines = ["| benchmark | " + " | ".join(allocs) + " |",
+             "|---|" + "---:|" * len(allocs)]
+    for b in benches:
+        cells = []
+        for a in allocs:
+            c = summary[b["name"]][a]
+            cells.append("FAILED (%s)" % c["failed"] if c["failed"] else cell_fn(c))
+        lines.append("| %s | %s |" % (b["name"], " | ".join(cells)))
+    if geo_key:
+        cells = []
+        for a in allocs:
+            g, n = geo[a][geo_key], geo[a][geo_key + "_n"]
+            txt = "-" if g is None else "**%s**" % fmt_ratio(g)
+            if g is not None and n < len(benches):
+                txt += " (%d of %d)" % (n, len(benches))
+            cells.append(txt)
+        lines.append("| geomean | %s |" % " | ".join(cells))
+    return "\n".join(lines)
+
+
+def ratio_cell(key):
+    return lambda c: "-" if c[key] is None else fmt_ratio(c[key])
+
+
+def tables(benches, allocs, summary, geo, rounds):
+    out = []
+    out.append("### Wall time: median of %d rounds (spread = (max - min) / median)\n" % rounds)
+    out.append(md_table(benches, allocs, summary, geo,
+                        lambda c: "%s (%.0f%%)" % (fmt_time(c["wall"]), 100 * c["spread"])
+                        if c["spread"] is not None else fmt_time(c["wall"])))
+    for base in ("glibc", "mimalloc"):
+        out.append("\n### Wall time ratio to %s (lower is faster)\n" % base)
+        out.append(md_table(benches, allocs, summary, geo, ratio_cell("time_vs_" + base), "time_vs_" + base))
+    out.append("\n### Peak RSS: median, MiB\n")
+    out.append(md_table(benches, allocs, summary, geo, lambda c: "%.1f" % (c["rss_kib"] / 1024)))
+    for base in ("glibc", "mimalloc"):
+        out.append("\n### Peak RSS ratio to %s (lower is smaller)\n" % base)
+        out.append(md_table(benches, allocs, summary, geo, ratio_cell("rss_vs_" + base), "rss_vs_" + base))
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def write_svg(path, benches, allocs, summary, geo, info, quick):
+    shown = [a for a in allocs if a != "glibc"]          # glibc is the 1.0 line
+    colours = [svgchart.COLOURS.get(a, svgchart.PALETTE[i % len(svgchart.PALETTE)]) for i, a in enumerate(shown)]
+    groups = [b["name"] for b in benches] + ["geomean"]
+
+    def values(key):
+        rows = []
+        for b in benches:
+            row = []
+            for a in shown:
+                c = summary[b["name"]][a]
+                row.append(c["failed"] if c["failed"] else c[key])
+            rows.append(row)
+        rows.append([geo[a][key] for a in shown])
+        return rows
+
+    w, ph = 1100, 360
+    svg = svgchart.Svg(w, 2 * ph + 110)
+    title = "my_alloc vs glibc, jemalloc, tcmalloc, mimalloc - %s%s" % (info["date"], " (QUICK MODE)" if quick else "")
+    svg.text(w / 2, 26, title, size=18, anchor="middle", weight="bold")
+    svg.text(w / 2, 46, "median of interleaved runs, ratio to glibc (log scale): below the 1.0 line is better",
+             size=12, anchor="middle", fill="#444")
+    svgchart.bar_panel(svg, 0, 56, w, ph, "Wall time ratio to glibc", groups, shown,
+                       values("time_vs_glibc"), colours, "time / glibc time")
+    svgchart.bar_panel(svg, 0, 56 + ph, w, ph, "Peak RSS ratio to glibc", groups, shown,
+                       values("rss_vs_glibc"), colours, "peak RSS / glibc peak RSS")
+    svgchart.legend(svg, 70, 2 * ph + 90, shown, colours,
+                    notes=["1.0 line = glibc", "X = failed run", "%s, %d cores, commit %s" % (info["cpu"], info["cores"],
+                                                                       info["my_alloc_commit"].split()[0])])
+    with open(path, "w") as f:
+        f.write(svg.to_string())
+
+
+def write_markdown(path, benches, allocs, missing, summary, geo, info, args, failures, table_text):
+    L = []
+    L.append("# Allocator benchmark results%s\n" % (" (QUICK MODE: small sizes, few rounds)" if args.quick else ""))
+    L.append("Generated by `bench/run.py`%s. Absolute times depend on a noisy 2-core machine; compare the "
+             "ratios, which come from runs interleaved side by side.\n" % (" --quick" if args.quick else ""))
+    L.append("- date: %s (start), %.0f s in all" % (info["date"], info["elapsed_s"]))
+    L.append("- machine: %s, %d cores, %.1f GiB RAM" % (info["cpu"], info["cores"], info["mem_gib"]))
+    L.append("- kernel: %s; %s; %s %s (python benchmark)" % (info["kernel"], info["glibc"], PY, info["python"]))
+    L.append("- peers (Debian packages): " + ", ".join(
+        "%s %s" % (k, v) for k, v in info["versions"].items() if k != "glibc"))
+    L.append("- my_alloc: commit %s, library sha256 %s" % (info["my_alloc_commit"], info["my_alloc_lib_sha256"]))
+    L.append("- rounds: %d per allocator per benchmark, interleaved (%s), after one untimed warm-up run under glibc"
+             % (args.rounds, " ".join(allocs)))
+    L.append("- load average (1 min): %.2f at start, %.2f at end" % (info["loadavg_start"], info["loadavg_end"]))
+    if missing:
+        L.append("- NOT RUN (library not installed): " + ", ".join(missing))
+    over = [b for b in benches if b["threads"] > info["cores"]]
+    if over:
+        L.append("- note: %s run%s more threads than the %d cores (%s), on purpose: the allocator's locks "
+                 "then see preempted holders" % (", ".join(b["name"] for b in over), "" if len(over) > 1 else "s",
+                                                 info["cores"], ", ".join("%s: %d" % (b["name"], b["threads"]) for b in over)))
+    L.append("\n![chart](results.svg)\n")
+    L.append("## Benchmarks\n")
+    L.append("| name | threads | what | arguments |")
+    L.append("|---|---:|---|---|")
+    for b in benches:
+        L.append("| %s | %d | %s | `%s` |" % (b["name"], b["threads"], b["desc"],
+                                             " ".join(b["quick"] if args.quick else b["full"])))
+    L.append("\n## Results\n")
+    L.append(table_text)
+    if failures:
+        L.append("## Failed runs\n")
+        L.append("Reproduce with the command shown (from the repository root).\n")
+        for f in failures:
+            L.append("- **%s / %s**: %s (round %s)\n\n  `%s`" % (f["bench"], f["alloc"], f["status"], f["round"], f["command"]))
+            if f["stderr"].strip():
+                tail = f["stderr"].strip().splitlines()[-3:]
+                L.append("\n  stderr (last lines):\n\n" + "\n".join("      " + t for t in tail))
+            L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+# ----------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, 3 rounds (for a smoke test)")
+    ap.add_argument("--rounds", type=int, help="rounds per allocator (default 7, quick 3)")
+    ap.add_argument("--only", help="comma-separated benchmark names")
+    ap.add_argument("--allocators", help="comma-separated allocator names")
+    ap.add_argument("--my-alloc", default=MY_ALLOC_LIB, help="my_alloc library to test (default: %(default)s)")
+    ap.add_argument("--timeout", type=float, help="seconds per run before it is killed (default 120, quick 30)")
+    ap.add_argument("--out-dir", default=BENCH_DIR, help="where RESULTS.md, results.svg, results.json go")
+    args = ap.parse_args()
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    timeout = args.timeout or (30.0 if args.quick else 120.0)
+
+    benches = BENCHMARKS
+    if args.only:
+        names = args.only.split(",")
+        benches = [b for b in BENCHMARKS if b["name"] in names]
+        if not benches:
+            sys.exit("no benchmark among: " + ", ".join(b["name"] for b in BENCHMARKS))
+
+    # Snapshot the library: other people rebuild target/release while we measure, and every
+    # run of a benchmark session must use the same bytes.
+    if not os.path.exists(args.my_alloc):
+        sys.exit("my_alloc library not found: %s (run `make build`)" % args.my_alloc)
+    os.makedirs(BIN, exist_ok=True)
+    snapshot = os.path.join(BIN, "libmy_alloc.snapshot.so")
+    shutil.copyfile(args.my_alloc, snapshot)
+
+    libs, missing = {}, []
+    for name, lib, _ in ALLOCATORS:
+        if args.allocators and name not in args.allocators.split(","):
+            continue
+        if name == "my_alloc":
+            lib = snapshot
+        if lib and not os.path.exists(lib):
+            print("%s: %s not found, skipping it (install its Debian package)" % (name, lib))
+            missing.append(name)
+            continue
+        libs[name] = lib
+    allocs = list(libs)
+    if "glibc" not in allocs:
+        sys.exit("glibc must be among the allocators: it is the baseline")
+    for b in [dict(cmd=[SPAWN], quick=[], full=[])] + benches:
+        prog = argv_of(b, args.quick)[0]
+        if not os.access(prog, os.X_OK):
+            sys.exit("%s not built: run `make bench-progs` (or `make bench`)" % prog)
+
+    info = machine_info(allocs, snapshot)
+    if info["loadavg_start"] > 0.5:
+        # Someone else is using the CPUs: the ratios still hold roughly, the spreads grow.
+        print("note: load average %.2f before starting: other work is running, expect noise"
+              % info["loadavg_start"])
+    print("allocators: %s%s" % (", ".join(allocs), ("; missing: " + ", ".join(missing)) if missing else ""))
+    print("rounds: %d, mode: %s, my_alloc %s" % (args.rounds, "quick" if args.quick else "full", info["my_alloc_commit"]))
+
+    runs = {b["name"]: {a: [] for a in allocs} for b in benches}
+    failures = []
+    reference = {}
+    t_start = time.time()
+    for b in benches:
+        argv = argv_of(b, args.quick)
+        # Warm-up under glibc: pages the program in and gives the reference checksum.
+        warm = run_once(argv, None, env_of(b), timeout)
+        reference[b["name"]] = warm["checksum"] if warm["status"] == "ok" else None
+        gave_up = set()
+        for rnd in range(1, args.rounds + 1):
+            for a in allocs:
+                if a in gave_up:
+                    continue
+                r = run_once(argv, libs[a], env_of(b), timeout)
+                if r["status"] == "ok" and reference[b["name"]] and r["checksum"] != reference[b["name"]]:
+                    r["status"] = "BADSUM"       # different result from glibc's: wrong memory
+                    r["stderr"] = "checksum %s, glibc gave %s" % (r["checksum"], reference[b["name"]])
+                r["round"] = rnd
+                runs[b["name"]][a].append(r)
+                if r["status"] != "ok":
+                    failures.append(dict(bench=b["name"], alloc=a, round=rnd, status=r["status"],
+                                         stderr=r["stderr"], command=shell_command(argv, b, args.my_alloc if a == "my_alloc" else libs[a])))
+                    last = r["stderr"].strip().splitlines()
+                    print("  %s / %s round %d: %s  %s" % (b["name"], a, rnd, r["status"], last[-1] if last else ""))
+                    if r["status"] == "TIMEOUT":
+                        gave_up.add(a)           # a hang costs the whole budget: stop retrying it
+        line = []
+        for a in allocs:
+            rs = [r for r in runs[b["name"]][a] if r["status"] == "ok"]
+            line.append("%s %s" % (a, fmt_time(median([r["wall"] for r in rs])) if rs else "FAILED"))
+        print("%-9s %s   [%.0f s elapsed]" % (b["name"], "  ".join(line), time.time() - t_start), flush=True)
+
+    info["loadavg_end"] = os.getloadavg()[0]
+    info["elapsed_s"] = round(time.time() - t_start, 1)
+    summary, geo = summarize(benches, allocs, runs)
+    table_text = tables(benches, allocs, summary, geo, args.rounds)
+    print()
+    print(table_text)
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    args.out_dir = os.path.relpath(args.out_dir) if args.out_dir.startswith(os.getcwd() + "/") else args.out_dir
+    md = os.path.join(args.out_dir, "RESULTS.md")
+    svg = os.path.join(args.out_dir, "results.svg")
+    js = os.path.join(args.out_dir, "results.json")
+    write_markdown(md, benches, allocs, missing, summary, geo, info, args, failures, table_text)
+    write_svg(svg, benches, allocs, summary, geo, info, args.quick)
+    with open(js, "w") as f:
+        json.dump(dict(
+            format=1, mode="quick" if args.quick else "full", rounds=args.rounds, info=info,
+            allocators={a: libs[a] for a in allocs}, missing=missing,
+            benchmarks=[dict(name=b["name"], threads=b["threads"], desc=b["desc"],
+                             argv=argv_of(b, args.quick), env=b.get("env", {})) for b in benches],
+            reference_checksums=reference, summary=summary, geomean=geo,
+            runs={b: {a: [{k: v for k, v in r.items() if k != "stderr" or v} for r in rs]
+                      for a, rs in per.items()} for b, per in runs.items()},
+            failures=failures,
+        ), f, indent=1, sort_keys=True)
+    print("wrote %s, %s, %s (%.0f s)" % (md, svg, js, time.time() - t_start))
+    # Failures are results, not runner errors: exit 0 so `make bench` finishes and reports.
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
