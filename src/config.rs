@@ -82,8 +82,8 @@ pub const QUICK_RETAIN_MIN: usize = 1024 * 1024;
 
 /// A thread cache keeps at most this many bytes per size class (bounded below by
 /// `CACHE_MIN_BLOCKS` blocks and above by `CACHE_MAX_BLOCKS`)...
-pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
+pub const CACHE_BYTES_PER_CLASS: usize = 16 * 1024;
 /// ...but always room for a few blocks, so that big classes still hit...
 pub const CACHE_MIN_BLOCKS: usize = 4;
 /// ...and never so many that one class hoards memory.
-pub const CACHE_MAX_BLOCKS: usize = 128;
+pub const CACHE_MAX_BLOCKS: usize = 64;
