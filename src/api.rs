@@ -97,7 +97,7 @@ fn dealloc_slow(p: usize, h: u64) {
         if !tc.is_null() {
             // SAFETY: this thread's own cache; after the flush the bin has room.
             unsafe {
-                (*tc).flush_half(c);
+                (*tc).flush_all(c);
                 if (*tc).push(c, p, h) {
                     set_errno(saved);
                     return;

@@ -151,6 +151,9 @@ pub struct Heap<S: Source> {
     core: Lock<Core>,
     quick: [Lock<QuickList>; NUM_QUICK],
     quick_bytes: AtomicUsize,
+    /// Bytes carved for quick classes from the coalesced heap since the last consolidation: the
+    /// sign that parked quick blocks are not what the program asks for.
+    carved_since_consolidation: AtomicUsize,
     pages: PageMap,
     /// Lowest and highest address of any memory the heap obtained: a cheap plausibility test for
     /// decoded links.
@@ -404,6 +407,7 @@ impl<S: Source> Heap<S> {
             core: Lock::new(Core::new()),
             quick: [const { Lock::new(QuickList { head: 0, len: 0 }) }; NUM_QUICK],
             quick_bytes: AtomicUsize::new(0),
+            carved_since_consolidation: AtomicUsize::new(0),
             pages: PageMap::new(),
             lo: AtomicUsize::new(usize::MAX),
             hi: AtomicUsize::new(0),
@@ -688,6 +692,7 @@ impl<S: Source> Heap<S> {
     /// Moves every quick list's blocks into the coalesced free lists.
     unsafe fn consolidate(&self, core: &mut Core) {
         let secret = core.secret;
+        self.carved_since_consolidation.store(0, Ordering::Relaxed);
         for c in 0..NUM_QUICK {
             let (mut p, n) = {
                 let mut q = self.quick[c].lock();
@@ -721,8 +726,9 @@ impl<S: Source> Heap<S> {
     // Batches for thread caches
 
     /// Takes up to `max` `QUICK` blocks of class `c`: from the quick list, else freshly carved.
-    /// Returns the chain's first user pointer (links encoded, last link 0) and its length.
-    pub fn refill(&self, c: usize, max: usize) -> (usize, usize) {
+    /// Returns the chain's first and last user pointers (links encoded, last link 0) and its
+    /// length.
+    pub fn refill(&self, c: usize, max: usize) -> (usize, usize, usize) {
         let secret = self.secret();
         {
             let mut q = self.quick[c].lock();
@@ -742,7 +748,7 @@ impl<S: Source> Heap<S> {
                 // SAFETY: tail is a QUICK block we now own.
                 unsafe { *(tail as *mut usize) = block::encode_link(tail, 0, secret) };
                 self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
-                return (head, n);
+                return (head, tail, n);
             }
         }
         self.carve_run(c, max)
@@ -754,11 +760,11 @@ impl<S: Source> Heap<S> {
     /// fit first), and gives as many blocks as it can. Small fragments are used up before a big
     /// hole is cut into: a run of small blocks carved into a big hole would pin the hole if one of
     /// them lives long, which is how a heap fragments.
-    fn carve_run(&self, c: usize, max: usize) -> (usize, usize) {
+    fn carve_run(&self, c: usize, max: usize) -> (usize, usize, usize) {
         let size = QUICK_SIZE[c] as usize;
         self.with_core(|core| {
             let secret = core.secret;
-            let mut head = 0;
+            let (mut head, mut tail) = (0, 0);
             let mut n = 0;
             // SAFETY: under the heap lock; blocks from take/take_or_grow are ours to cut.
             unsafe {
@@ -778,6 +784,9 @@ impl<S: Source> Heap<S> {
                         block::write_tags(bi, bsize, QUICK, secret);
                         let p = bi + HEADER;
                         *(p as *mut usize) = block::encode_link(p, head, secret);
+                        if head == 0 {
+                            tail = p;
+                        }
                         head = p;
                     }
                     if rest >= MIN_BLOCK {
@@ -786,7 +795,8 @@ impl<S: Source> Heap<S> {
                     n += k;
                 }
             }
-            (head, n)
+            self.carved_since_consolidation.fetch_add(n * size, Ordering::Relaxed);
+            (head, tail, n)
         })
     }
 
@@ -801,8 +811,14 @@ impl<S: Source> Heap<S> {
         q.len += n;
         drop(q);
         let parked = self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed) + n * QUICK_SIZE[c] as usize;
-        if parked > QUICK_RETAIN_MIN && parked > self.counters.os_bytes.load(Ordering::Relaxed) / QUICK_SHARE {
-            // Too much memory is parked by class: coalesce it so that every size can use it.
+        // Much memory parked by class is fine while it is what the program asks for next (a
+        // program freeing and reallocating the same sizes reuses it through refills). It is
+        // hoarded when refills keep carving fresh blocks meanwhile: then coalesce it, so that
+        // every size can use it.
+        if parked > QUICK_RETAIN_MIN
+            && parked > self.counters.os_bytes.load(Ordering::Relaxed) / QUICK_SHARE
+            && self.carved_since_consolidation.load(Ordering::Relaxed) > parked / 2
+        {
             // SAFETY: the heap lock is held by with_core; no quick lock is held here.
             self.with_core(|core| unsafe { self.consolidate(core) });
         }

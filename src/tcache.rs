@@ -2,8 +2,8 @@
 //! heap's quick lists. A hit takes no lock and no atomic read-modify-write: a pop is a load of the
 //! head, a decode of its link and one header write; a push is the mirror image.
 //!
-//! Refills and flushes move half a cache bin at a time to or from the heap (`Heap::refill`,
-//! `Heap::flush`), so the per-class locks are taken once per batch.
+//! Refills bring half a bin's capacity from the heap (`Heap::refill`); a full bin goes back whole
+//! in one splice (`Heap::flush`), so the per-class locks are taken once per batch.
 //!
 //! The cache pointer lives in an initial-exec TLS slot defined in assembly: Rust's own
 //! thread-locals in a shared library go through `__tls_get_addr`, which may call malloc (and so
@@ -33,6 +33,9 @@ const DISABLED: usize = 1;
 pub struct Bin {
     /// First block's user pointer (0: empty); blocks are linked by encoded pointers.
     head: usize,
+    /// Last block's user pointer (meaningful while `count > 0`), so that a flush hands the whole
+    /// chain over without walking it.
+    tail: usize,
     count: u32,
     max: u32,
     /// Blocks handed to the program.
@@ -180,6 +183,9 @@ impl ThreadCache {
             *(p as *mut usize) = block::encode_link(p, bin.head, secret);
             block::store(p - block::HEADER, h ^ FLIP_IN_USE_QUICK);
         }
+        if bin.count == 0 {
+            bin.tail = p;
+        }
         bin.head = p;
         bin.count += 1;
         true
@@ -190,56 +196,28 @@ impl ThreadCache {
     pub fn refill_and_pop(&mut self, c: usize) -> usize {
         let bin = &mut self.bins[c];
         let want = (bin.max as usize / 2).max(1);
-        let (head, n) = HEAP.refill(c, want);
+        let (head, tail, n) = HEAP.refill(c, want);
         if n == 0 {
             return 0;
         }
         bin.head = head;
+        bin.tail = tail;
         bin.count = n as u32;
         bump(&bin.refills, 1);
         bump(&bin.refilled, n as u64);
         self.pop(c)
     }
 
-    /// Moves the colder half of bin `c` to the heap's quick list.
+    /// Moves all of bin `c` to the heap's quick list, in one splice (the bin knows its tail).
+    /// The next allocation of the class refills from the quick list's head: the same, still
+    /// warm blocks.
     #[cold]
-    pub fn flush_half(&mut self, c: usize) {
-        let secret = HEAP.secret();
-        let bin = &mut self.bins[c];
-        let keep = bin.count as usize / 2;
-        if keep == 0 {
-            return self.flush_all(c);
-        }
-        // Walk to the last block kept; everything after it goes.
-        let mut last_kept = bin.head;
-        for _ in 1..keep {
-            last_kept = HEAP.next_quick(last_kept, secret);
-        }
-        let first_out = HEAP.next_quick(last_kept, secret);
-        let mut tail = first_out;
-        let n = bin.count as usize - keep;
-        for _ in 1..n {
-            tail = HEAP.next_quick(tail, secret);
-        }
-        // SAFETY: last_kept is a block of this cache; its link now ends the bin.
-        unsafe { *(last_kept as *mut usize) = block::encode_link(last_kept, 0, secret) };
-        bin.count = keep as u32;
-        bump(&bin.flushed, n as u64);
-        HEAP.flush(c, first_out, tail, n);
-    }
-
-    /// Moves all of bin `c` to the heap's quick list.
-    fn flush_all(&mut self, c: usize) {
-        let secret = HEAP.secret();
+    pub fn flush_all(&mut self, c: usize) {
         let bin = &mut self.bins[c];
         if bin.count == 0 {
             return;
         }
-        let mut tail = bin.head;
-        for _ in 1..bin.count {
-            tail = HEAP.next_quick(tail, secret);
-        }
-        HEAP.flush(c, bin.head, tail, bin.count as usize);
+        HEAP.flush(c, bin.head, bin.tail, bin.count as usize);
         bump(&bin.flushed, bin.count as u64);
         bin.head = 0;
         bin.count = 0;

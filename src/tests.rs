@@ -258,7 +258,7 @@ fn refills_use_small_fragments_and_slivers_survive_consolidation() {
     // cutting a run out of the top; each carries a 16-byte sliver it cannot split off.
     let c = crate::size_class::quick_class_of_request(32).unwrap();
     assert_eq!(QUICK_SIZE[c], 48);
-    let (head, n) = h.refill(c, 32);
+    let (head, _, n) = h.refill(c, 32);
     assert_eq!(n, 32);
     let secret = h.secret();
     let mut p = head;
@@ -599,7 +599,8 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
             88..=93 => {
                 // What a thread cache does: take a batch of a quick class, hand it out.
                 let c = rng.below(NUM_QUICK);
-                let (mut p, count) = h.refill(c, 1 + rng.below(32));
+                let (mut p, tail, count) = h.refill(c, 1 + rng.below(32));
+                let mut last = 0;
                 let secret = h.secret();
                 for _ in 0..count {
                     let next = h.next_quick(p, secret);
@@ -607,9 +608,11 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
                     unsafe { block::word_at(p - 8).fetch_xor(block::FLIP_IN_USE_QUICK, std::sync::atomic::Ordering::Relaxed) };
                     let n = QUICK_SIZE[c] as usize - BLOCK_OVERHEAD;
                     m.add(&h, p, n, tag, ALIGNMENT);
+                    last = p;
                     p = next;
                 }
                 assert_eq!(p, 0, "chain longer than its count");
+                assert_eq!(last, tail, "the reported tail is not the chain's last block");
             }
             _ => {
                 // A thread cache flushing: chain every live block of one quick class.
