@@ -3,7 +3,8 @@
 # LD_PRELOAD — and runs both. The conformance test is also linked statically with libmy_alloc.a.
 #
 # - lib_*.c are helper shared libraries (built first, loaded by the tests with dlopen);
-# - misuse_*.c must die with SIGABRT and print the line given after "EXPECT:" in the source.
+# - misuse_*.c must die with SIGABRT and print the line given after "EXPECT:" in the source;
+# - a source's "ENV:" line gives environment settings for its runs (e.g. MY_ALLOC_CHECK=1).
 set -eu
 cd "$(dirname "$0")/.."
 LIB_DIR=$PWD/target/release
@@ -55,17 +56,22 @@ run_misuse() {
 for src in c_tests/*.c; do
     name=$(basename "$src" .c)
     case $name in lib_*) continue ;; esac
+    testenv=$(sed -n 's/.*ENV: *//p' "$src" | sed 's| *[*]/ *$||' | head -n 1)
     $CC $CFLAGS -o "$BIN/$name.linked" "$src" -L"$LIB_DIR" -lmy_alloc -Wl,-rpath,"$LIB_DIR" -ldl
     $CC $CFLAGS -o "$BIN/$name.plain" "$src" -ldl
     case $name in
     misuse_*)
         expected=$(sed -n 's/.*EXPECT: *//p' "$src" | sed 's| *[*]/ *$||' | head -n 1)
-        run_misuse "$name (linked)" "$expected" env TEST_LIB_DIR="$BIN" "$BIN/$name.linked"
-        run_misuse "$name (preloaded)" "$expected" env TEST_LIB_DIR="$BIN" LD_PRELOAD="$LIB_DIR/libmy_alloc.so" "$BIN/$name.plain"
+        # shellcheck disable=SC2086
+        run_misuse "$name (linked)" "$expected" env $testenv TEST_LIB_DIR="$BIN" "$BIN/$name.linked"
+        # shellcheck disable=SC2086
+        run_misuse "$name (preloaded)" "$expected" env $testenv TEST_LIB_DIR="$BIN" LD_PRELOAD="$LIB_DIR/libmy_alloc.so" "$BIN/$name.plain"
         ;;
     *)
-        run "$name (linked)" env TEST_LIB_DIR="$BIN" "$BIN/$name.linked"
-        run "$name (preloaded)" env TEST_LIB_DIR="$BIN" LD_PRELOAD="$LIB_DIR/libmy_alloc.so" "$BIN/$name.plain"
+        # shellcheck disable=SC2086
+        run "$name (linked)" env $testenv TEST_LIB_DIR="$BIN" "$BIN/$name.linked"
+        # shellcheck disable=SC2086
+        run "$name (preloaded)" env $testenv TEST_LIB_DIR="$BIN" LD_PRELOAD="$LIB_DIR/libmy_alloc.so" "$BIN/$name.plain"
         ;;
     esac
 done

@@ -15,7 +15,7 @@ use crate::heap::Resized;
 use crate::os::{errno, set_errno};
 use crate::size_class::{quick_class_of_block, quick_class_of_request};
 use crate::stats::{UNCACHED_ALLOCS, UNCACHED_FREES};
-use crate::{stats, tcache};
+use crate::{checked, global, stats, tcache};
 
 // ------------------------------------------------------------------------------------------------
 // The hot paths
@@ -39,6 +39,10 @@ fn alloc(n: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn alloc_slow(n: usize) -> *mut c_void {
+    global::ensure_initialised();
+    if checked::enabled() {
+        return or_enomem(checked::alloc(n, ALIGNMENT));
+    }
     let got = match quick_class_of_request(n) {
         Some(c) => {
             let tc = tcache::current_or_create();
@@ -55,7 +59,13 @@ fn alloc_slow(n: usize) -> *mut c_void {
             HEAP.malloc(n)
         }
     };
-    match got {
+    or_enomem(got)
+}
+
+/// The pointer, or NULL with `errno = ENOMEM`.
+#[inline]
+fn or_enomem(p: Option<usize>) -> *mut c_void {
+    match p {
         Some(p) => p as *mut c_void,
         None => {
             set_errno(libc::ENOMEM);
@@ -72,11 +82,11 @@ fn dealloc(p: *mut c_void, func: &str) {
     }
     let p = p as usize;
     let h = HEAP.validate(p, func);
-    dealloc_validated(p, h)
+    dealloc_validated(p, h, func)
 }
 
 #[inline(always)]
-fn dealloc_validated(p: usize, h: u64) {
+fn dealloc_validated(p: usize, h: u64, func: &str) {
     // Mapped blocks are never of a quick size, so they always take the slow path.
     if let Some(c) = quick_class_of_block(block::size_of(h)) {
         let tc = tcache::current();
@@ -85,13 +95,19 @@ fn dealloc_validated(p: usize, h: u64) {
             return;
         }
     }
-    dealloc_slow(p, h)
+    dealloc_slow(p, h, func)
 }
 
 #[cold]
 #[inline(never)]
-fn dealloc_slow(p: usize, h: u64) {
+fn dealloc_slow(p: usize, h: u64, func: &str) {
     let saved = errno();
+    global::ensure_initialised();
+    if checked::enabled() {
+        checked::free(p, h, func);
+        set_errno(saved);
+        return;
+    }
     if let Some(c) = quick_class_of_block(block::size_of(h)) {
         let tc = tcache::current_or_create();
         if !tc.is_null() {
@@ -140,6 +156,9 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
     }
     let p = p as usize;
     let h = HEAP.validate(p, func);
+    if checked::enabled() {
+        return or_enomem(checked::realloc(p, h, n, func));
+    }
     match HEAP.resize_in_place(p, h, n) {
         Resized::Done(q) => q as *mut c_void,
         Resized::NoMemory => {
@@ -149,10 +168,10 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
         Resized::MustMove => {
             let q = alloc(n);
             if !q.is_null() {
-                let old = HEAP.usable_size(p);
+                let old = HEAP.usable_of(p, h);
                 // SAFETY: both blocks are live and distinct; `old` bytes are readable at p.
                 unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
-                dealloc_validated(p, h);
+                dealloc_validated(p, h, func);
             }
             q
         }
@@ -160,13 +179,11 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
 }
 
 fn aligned(align: usize, n: usize) -> *mut c_void {
-    match HEAP.memalign(align, n) {
-        Some(p) => p as *mut c_void,
-        None => {
-            set_errno(libc::ENOMEM);
-            core::ptr::null_mut()
-        }
+    global::ensure_initialised();
+    if checked::enabled() {
+        return or_enomem(checked::alloc(n, align));
     }
+    or_enomem(HEAP.memalign(align, n))
 }
 
 fn memalign_impl(align: usize, n: usize) -> *mut c_void {
@@ -200,7 +217,12 @@ fn reallocarray_impl(p: *mut c_void, nmemb: usize, size: usize) -> *mut c_void {
 }
 
 fn usable(p: *mut c_void) -> usize {
-    if p.is_null() { 0 } else { HEAP.usable_size(p as usize) }
+    if p.is_null() {
+        return 0;
+    }
+    let p = p as usize;
+    let h = HEAP.validate(p, "malloc_usable_size");
+    if checked::enabled() { checked::usable(p, h) } else { HEAP.usable_of(p, h) }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -293,7 +315,7 @@ pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 /// C23 free with the allocation's size: aborts if `size` exceeds the block.
 #[no_mangle]
 pub extern "C" fn free_sized(p: *mut c_void, size: usize) {
-    if !p.is_null() && size > HEAP.usable_size(p as usize) {
+    if !p.is_null() && size > usable(p) {
         crate::diag::fatal("free_sized", "size larger than the block", p as usize);
     }
     dealloc(p, "free_sized")
@@ -303,7 +325,7 @@ pub extern "C" fn free_sized(p: *mut c_void, size: usize) {
 #[no_mangle]
 pub extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     if !p.is_null() {
-        if align == 0 || (p as usize) % align != 0 || size > HEAP.usable_size(p as usize) {
+        if align == 0 || (p as usize) % align != 0 || size > usable(p) {
             crate::diag::fatal("free_aligned_sized", "alignment or size does not match the block", p as usize);
         }
     }

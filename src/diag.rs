@@ -128,6 +128,26 @@ pub fn fatal_sized(func: &str, what: &str, ptr: usize, block_size: usize) -> ! {
     fatal_line(&mut l)
 }
 
+/// As [`fatal`], naming a second address: `(<label> <other>)`.
+#[cold]
+#[inline(never)]
+pub fn fatal_at(func: &str, what: &str, ptr: usize, label: &str, other: usize) -> ! {
+    let mut l = Line::new();
+    l.str("my_alloc: ").str(func).str("(): ").str(what).str(" ").hex(ptr as u64);
+    l.str(" (").str(label).str(" ").hex(other as u64).str(")");
+    fatal_line(&mut l)
+}
+
+/// As [`fatal`], with two numbers: `(<a> <label> <b>)`.
+#[cold]
+#[inline(never)]
+pub fn fatal_detail(func: &str, what: &str, ptr: usize, label: &str, a: u64, b: u64) -> ! {
+    let mut l = Line::new();
+    l.str("my_alloc: ").str(func).str("(): ").str(what).str(" ").hex(ptr as u64);
+    l.str(" (").dec(a).str(" ").str(label).str(" ").dec(b).str(")");
+    fatal_line(&mut l)
+}
+
 #[cold]
 fn fatal_line(l: &mut Line) -> ! {
     #[cfg(test)]

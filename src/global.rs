@@ -1,49 +1,69 @@
 //! The process-wide heap, and what happens around `main`: start-up, `fork`, exit.
 //!
 //! Nothing here is needed before the first `malloc`: the heap is a constant-initialised static
-//! and draws its secret on first use. The constructor only registers the fork handlers (which
-//! must exist before any fork) and reads the options; malloc calls made by ld.so and other
-//! constructors before it work the same.
+//! and draws its secret on first use, and the options are read by the first slow path that runs.
+//! The constructor registers the fork handlers (which must exist before any fork) and the exit
+//! statistics; malloc calls made by ld.so and other constructors before it work the same.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::heap::Heap;
 use crate::os::OsSource;
-use crate::{stats, tcache};
+use crate::{options, stats, tcache};
 
 /// The heap behind every exported function.
 pub static HEAP: Heap<OsSource> = Heap::new(OsSource::new(), 0);
-
-/// Whether `MY_ALLOC_STATS` asked for statistics at exit.
-pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 
 extern "C" {
     static environ: *const *const libc::c_char;
 }
 
-/// Looks up `name` in the environment by walking `environ` directly: `getenv` is not safe to call
-/// while the C runtime is still starting.
-pub fn env_var(name: &[u8]) -> Option<&'static [u8]> {
-    // SAFETY: environ is either null or a null-terminated array of NUL-terminated strings that
-    // lives for the whole process (we only read it).
-    unsafe {
-        let mut e = environ;
-        if e.is_null() {
-            return None;
-        }
-        while !(*e).is_null() {
-            let s = core::ffi::CStr::from_ptr(*e).to_bytes();
-            if s.len() > name.len() && s.starts_with(name) && s[name.len()] == b'=' {
-                return Some(&s[name.len() + 1..]);
-            }
-            e = e.add(1);
-        }
+/// The environment's entries (`NAME=value`), walked through `environ` directly: `getenv` is not
+/// safe to call while the C runtime is still starting. `None` before the environment exists.
+pub fn environment() -> Option<impl Iterator<Item = &'static [u8]>> {
+    // SAFETY: environ is null or a null-terminated array of NUL-terminated strings, which lives
+    // as long as the process; it is only read.
+    let first = unsafe { environ };
+    if first.is_null() {
+        return None;
     }
-    None
+    let mut e = first;
+    Some(core::iter::from_fn(move || {
+        // SAFETY: as above; the walk stops at the terminating null entry.
+        unsafe {
+            if (*e).is_null() {
+                return None;
+            }
+            let s = core::ffi::CStr::from_ptr(*e).to_bytes();
+            e = e.add(1);
+            Some(s)
+        }
+    }))
 }
 
-fn flag(name: &[u8]) -> bool {
-    matches!(env_var(name), Some(v) if !v.is_empty() && v != b"0")
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// Reads the options and applies them, once. Called from slow paths (a thread's first
+/// allocation, cache misses) and from the constructor, so it costs the hot paths nothing.
+#[inline]
+pub fn ensure_initialised() {
+    if !INITIALISED.load(Ordering::Acquire) {
+        initialise();
+    }
+}
+
+#[cold]
+fn initialise() {
+    options::ensure_read();
+    if !options::is_read() {
+        return; // the environment is not there yet: retry on a later call
+    }
+    HEAP.tune(
+        options::MMAP.load(Ordering::Relaxed),
+        options::TRIM.load(Ordering::Relaxed),
+        options::DECAY_MS.load(Ordering::Relaxed) as u64,
+    );
+    INITIALISED.store(true, Ordering::Release);
 }
 
 extern "C" fn fork_prepare() {
@@ -68,9 +88,7 @@ extern "C" fn fork_child() {
 }
 
 extern "C" fn at_exit() {
-    if STATS_AT_EXIT.load(Ordering::Relaxed) {
-        stats::print_summary(2);
-    }
+    stats::print_summary(2);
 }
 
 /// Runs when the library is loaded (before `main` when preloaded or linked).
@@ -80,9 +98,10 @@ fn init() {
     unsafe {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
-    if flag(b"MY_ALLOC_STATS") {
-        STATS_AT_EXIT.store(true, Ordering::Relaxed);
-        // SAFETY: at_exit is a plain function with the expected signature.
+    ensure_initialised();
+    if options::STATS.load(Ordering::Relaxed) {
+        // SAFETY: at_exit is a plain function with the expected signature. Registered here, not
+        // inside malloc: atexit takes a libc lock.
         unsafe { libc::atexit(at_exit) };
     }
 }

@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, FENCE, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, QUICK};
 use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, PAGE, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
-use crate::diag::{fatal, fatal_sized};
+use crate::diag::{fatal, fatal_at, fatal_sized};
 use crate::os;
 use crate::pagemap::PageMap;
 use crate::size_class::{alloc_block_size, block_size, class_of, quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_MAX_BLOCK, QUICK_SIZE};
@@ -59,6 +59,12 @@ const SEGMENT_OVERHEAD: usize = FIRST_BLOCK + WORD;
 const MAPPED_PREFIX: usize = 2 * WORD;
 /// Offset of the user pointer in a mapped block with the default alignment.
 const MAPPED_OFFSET: usize = round_up(MAPPED_PREFIX, ALIGNMENT);
+/// Mapped blocks remembered after unmapping, to diagnose double frees of them.
+const RECENT_UNMAPPED: usize = 64;
+/// Footer bit: the block was allocated in checking mode (or, while `QUICK`, filled at free).
+pub const FOOTER_CHECKED: u64 = 1;
+/// Prefix bit of a mapped block: allocated in checking mode.
+const PREFIX_CHECKED: usize = 1;
 /// Blocks scanned in the request's own bin before moving to a bigger bin.
 const BIN_SCAN_LIMIT: usize = 16;
 const BITMAP_WORDS: usize = NUM_CLASSES.div_ceil(64);
@@ -133,6 +139,19 @@ pub struct HeapReport {
     pub top_bytes: usize,
 }
 
+/// Where a rejected pointer falls (see `Heap::locate`).
+enum Located {
+    /// Inside the block whose user pointer is given.
+    Inside(usize),
+    /// At a block boundary: the pointer would be a block's, but its header is damaged.
+    Start,
+    /// Not in a segment, or the walk met damage first.
+    Unknown,
+}
+
+/// Attempts at the heap lock before a diagnosis gives up on walking the heap.
+const LOCATE_LOCK_TRIES: usize = 1000;
+
 /// What [`Heap::resize_in_place`] managed.
 pub enum Resized {
     /// Resized; the block is now at this address.
@@ -165,6 +184,14 @@ pub struct Heap<S: Source> {
     seg_view: AtomicPtr<Segment>,
     /// Blocks at least this big get their own mapping; raised by frees of mapped blocks.
     mmap_threshold: AtomicUsize,
+    /// The top is trimmed beyond this (or twice the mapping threshold)...
+    trim_threshold: AtomicUsize,
+    /// ...but not within this many milliseconds of the last growth.
+    decay_ms: AtomicU64,
+    /// User pointers of the last mapped blocks unmapped: a second free of one finds no page of
+    /// ours, and this tells a double free from a foreign pointer.
+    recent_unmapped: [AtomicUsize; RECENT_UNMAPPED],
+    recent_next: AtomicUsize,
     /// Counters for statistics.
     pub counters: HeapCounters,
 }
@@ -413,6 +440,10 @@ impl<S: Source> Heap<S> {
             hi: AtomicUsize::new(0),
             seg_view: AtomicPtr::new(&NO_SEGMENT as *const Segment as *mut Segment),
             mmap_threshold: AtomicUsize::new(MMAP_THRESHOLD),
+            trim_threshold: AtomicUsize::new(TRIM_THRESHOLD),
+            decay_ms: AtomicU64::new(TRIM_DECAY_MS),
+            recent_unmapped: [const { AtomicUsize::new(0) }; RECENT_UNMAPPED],
+            recent_next: AtomicUsize::new(0),
             counters: HeapCounters {
                 os_bytes: AtomicUsize::new(0),
                 os_peak: AtomicUsize::new(0),
@@ -526,6 +557,9 @@ impl<S: Source> Heap<S> {
         if p & (ALIGNMENT - 1) != 0 {
             fatal(func, "invalid pointer (misaligned)", p);
         }
+        if self.recent_unmapped.iter().any(|r| r.load(Ordering::Relaxed) == p) {
+            fatal(func, "double free of mapped block (already unmapped)", p);
+        }
         fatal(func, "invalid pointer (not allocated by my_alloc)", p)
     }
 
@@ -533,12 +567,59 @@ impl<S: Source> Heap<S> {
     #[inline(never)]
     fn reject_header(&self, p: usize, h: u64, func: &str) -> ! {
         if !block::is_sealed(p - HEADER, h, self.secret()) {
-            fatal(func, "invalid pointer or corrupted block header at", p);
+            match self.locate(p) {
+                Located::Inside(start) => fatal_at(func, "invalid pointer", p, "inside the block at", start),
+                Located::Start => fatal(func, "corrupted block header (overwritten) at", p),
+                Located::Unknown => fatal(func, "invalid pointer or corrupted block header at", p),
+            }
         }
         match block::state_of(h) {
             QUICK | FREE => fatal_sized(func, "double free of", p, block::size_of(h)),
             _ => fatal(func, "invalid pointer (not a block)", p),
         }
+    }
+
+    /// Where `p` falls among the heap's blocks, for a diagnosis (cold: walks the segment that
+    /// holds it). Gives up rather than wait long for the heap lock.
+    #[cold]
+    fn locate(&self, p: usize) -> Located {
+        let mut core = None;
+        for _ in 0..LOCATE_LOCK_TRIES {
+            if let Some(g) = self.core.try_lock() {
+                core = Some(g);
+                break;
+            }
+            os::yield_now();
+        }
+        let Some(core) = core else { return Located::Unknown };
+        let mut seg = core.segments;
+        // SAFETY: under the heap lock, segments and their block tiling are stable; the walk stops
+        // at the first header that fails its check.
+        unsafe {
+            while seg != 0 {
+                let s = &*(seg as *const Segment);
+                let end = seg + s.len.load(Ordering::Relaxed);
+                if (seg..end).contains(&p) {
+                    let mut b = seg + FIRST_BLOCK;
+                    while b < end - WORD {
+                        if b + HEADER == p {
+                            return Located::Start;
+                        }
+                        let h = block::load(b);
+                        if !block::is_sealed(b, h, core.secret) || block::size_of(h) == 0 {
+                            return Located::Unknown;
+                        }
+                        if p > b && p < b + block::size_of(h) {
+                            return Located::Inside(b + HEADER);
+                        }
+                        b += block::size_of(h);
+                    }
+                    return Located::Unknown;
+                }
+                seg = s.next;
+            }
+        }
+        Located::Unknown
     }
 
     /// Whether the address lies in the heap's overall span (for decoded link checks).
@@ -565,12 +646,46 @@ impl<S: Source> Heap<S> {
     /// Usable bytes of the live block at `p`.
     pub fn usable_size(&self, p: usize) -> usize {
         let h = self.validate(p, "malloc_usable_size");
+        self.usable_of(p, h)
+    }
+
+    /// Usable bytes of the live block at `p` whose header `validate` returned.
+    pub fn usable_of(&self, p: usize, h: u64) -> usize {
         if h & MAPPED != 0 {
-            // SAFETY: mapped blocks keep their offset in the word before the header.
-            let offset = unsafe { *((p - MAPPED_PREFIX) as *const usize) };
-            block::size_of(h) - offset
+            let (base, len) = self.mapping_of(p, h, "malloc_usable_size");
+            base + len - p
         } else {
             block::size_of(h) - crate::config::BLOCK_OVERHEAD
+        }
+    }
+
+    /// Marks the live block at `p` (header `h`) as allocated in checking mode, or clears the mark.
+    pub fn set_checked(&self, p: usize, h: u64, on: bool) {
+        let secret = self.secret();
+        // SAFETY: the caller owns the live block; its footer (heap block) or its offset word
+        // (mapped block) is its own metadata.
+        unsafe {
+            if h & MAPPED != 0 {
+                let w = (p - MAPPED_PREFIX) as *mut usize;
+                *w = if on { *w | PREFIX_CHECKED } else { *w & !PREFIX_CHECKED };
+            } else {
+                let size = block::size_of(h);
+                let f = p - HEADER + size - WORD;
+                block::store(f, block::seal(f, size as u64 | if on { FOOTER_CHECKED } else { 0 }, secret));
+            }
+        }
+    }
+
+    /// Whether the block at `p` (header `h`) carries the checking-mode mark.
+    pub fn is_checked(&self, p: usize, h: u64) -> bool {
+        // SAFETY: as in set_checked; the block is live or QUICK, so its metadata is intact.
+        unsafe {
+            if h & MAPPED != 0 {
+                *((p - MAPPED_PREFIX) as *const usize) & PREFIX_CHECKED != 0
+            } else {
+                let f = p - HEADER + block::size_of(h) - WORD;
+                block::load(f) & FOOTER_CHECKED != 0
+            }
         }
     }
 
@@ -871,8 +986,8 @@ impl<S: Source> Heap<S> {
         }
         // SAFETY: the top is a FREE block in the growable segment.
         let top_size = block::size_of(unsafe { block::load(core.top) });
-        if top_size > TRIM_THRESHOLD.max(2 * self.mmap_threshold())
-            && self.source.now_ms().wrapping_sub(core.last_grow_ms) >= TRIM_DECAY_MS
+        if top_size > self.trim_threshold.load(Ordering::Relaxed).max(2 * self.mmap_threshold())
+            && self.source.now_ms().wrapping_sub(core.last_grow_ms) >= self.decay_ms.load(Ordering::Relaxed)
         {
             self.trim_top(core, TRIM_KEEP);
         }
@@ -1052,11 +1167,18 @@ impl<S: Source> Heap<S> {
     fn mapping_of(&self, p: usize, h: u64, func: &str) -> (usize, usize) {
         let len = block::size_of(h);
         // SAFETY: a validated mapped block has its offset word before the header.
-        let offset = unsafe { *((p - MAPPED_PREFIX) as *const usize) };
+        let offset = unsafe { *((p - MAPPED_PREFIX) as *const usize) } & !PREFIX_CHECKED;
         if offset < MAPPED_PREFIX || offset > len || (p - offset) & (PAGE - 1) != 0 {
             fatal(func, "corrupted header of mapped block", p);
         }
         (p - offset, len)
+    }
+
+    /// Sets the tunable thresholds (from the run-time options).
+    pub fn tune(&self, mmap_threshold: usize, trim_threshold: usize, decay_ms: u64) {
+        self.mmap_threshold.store(mmap_threshold.clamp(MIN_BLOCK, MMAP_THRESHOLD_MAX), Ordering::Relaxed);
+        self.trim_threshold.store(trim_threshold, Ordering::Relaxed);
+        self.decay_ms.store(decay_ms, Ordering::Relaxed);
     }
 
     /// The current mapping threshold.
@@ -1067,6 +1189,8 @@ impl<S: Source> Heap<S> {
 
     fn unmap_large(&self, p: usize, h: u64) {
         let (base, len) = self.mapping_of(p, h, "free");
+        let slot = self.recent_next.fetch_add(1, Ordering::Relaxed) % RECENT_UNMAPPED;
+        self.recent_unmapped[slot].store(p, Ordering::Relaxed);
         // A program that frees blocks this big will likely allocate them again: serve them from
         // the heap from now on (see MMAP_THRESHOLD_MAX).
         if len > self.mmap_threshold() && len <= MMAP_THRESHOLD_MAX {
@@ -1208,7 +1332,8 @@ impl<S: Source> Heap<S> {
                         return Err("block size out of range");
                     }
                     let f = b + size - WORD;
-                    if block::load(f) != block::seal(f, size as u64, secret) {
+                    let fw = block::load(f);
+                    if fw != block::seal(f, size as u64, secret) && fw != block::seal(f, size as u64 | FOOTER_CHECKED, secret) {
                         return Err("footer does not match header");
                     }
                     match block::state_of(h) {

@@ -3,8 +3,9 @@
 //! Layers, bottom to top (each uses only the ones below it):
 //! `config` → `os` (every system call) → `sync` (locks) → `block` (metadata layout) →
 //! `size_class` → `pagemap` → `heap` (the core, over a `source::Source`) → `tcache` (per-thread
-//! caches) → `global` (the process-wide heap, start-up and fork) → `api` (the C surface).
-//! `diag` formats diagnostics; `stats` prints statistics. See DESIGN.md.
+//! caches) → `global` (the process-wide heap, start-up and fork; `options` from the environment)
+//! → `checked` (checking mode) → `api` (the C surface). `diag` formats diagnostics; `stats`
+//! prints statistics. See DESIGN.md.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -14,10 +15,13 @@
 #[cfg(not(test))]
 pub mod api;
 pub mod block;
+#[cfg(not(test))]
+pub mod checked;
 pub mod config;
 pub mod diag;
 pub mod global;
 pub mod heap;
+pub mod options;
 pub mod os;
 pub mod pagemap;
 pub mod size_class;

@@ -1,0 +1,212 @@
+//! Run-time options: `MY_ALLOC_*` variables, read once from the environment.
+//!
+//! The environment is read by walking `environ` (never `getenv`, which is not safe while the C
+//! runtime starts), on the first allocation that needs an option or in the constructor, whichever
+//! comes first. An unknown `MY_ALLOC_*` name or a bad value gets one warning line on stderr, and
+//! the default is kept.
+
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+use crate::config::{MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, TRIM_DECAY_MS, TRIM_THRESHOLD};
+use crate::diag::Line;
+
+/// `MY_ALLOC_STATS=1`: print statistics at exit.
+pub static STATS: AtomicBool = AtomicBool::new(false);
+/// `MY_ALLOC_VERBOSE=1`: print the options in effect at start-up.
+pub static VERBOSE: AtomicBool = AtomicBool::new(false);
+/// `MY_ALLOC_CHECK=1`: checking mode (canaries, freed-memory fill; no thread caches).
+pub static CHECK: AtomicBool = AtomicBool::new(false);
+/// `MY_ALLOC_MMAP_THRESHOLD`: the starting mapping threshold, in bytes.
+pub static MMAP: AtomicUsize = AtomicUsize::new(MMAP_THRESHOLD);
+/// `MY_ALLOC_TRIM_THRESHOLD`: the top block's size beyond which it is trimmed, in bytes.
+pub static TRIM: AtomicUsize = AtomicUsize::new(TRIM_THRESHOLD);
+/// `MY_ALLOC_DECAY_MS`: how long after the heap's last growth trimming waits, in milliseconds.
+pub static DECAY_MS: AtomicUsize = AtomicUsize::new(TRIM_DECAY_MS as usize);
+
+/// Where a profile goes (`MY_ALLOC_PROFILE=FILE`), NUL-terminated; empty when not profiling.
+pub static PROFILE_PATH: PathBuf = PathBuf::new();
+
+const UNREAD: u8 = 0;
+const READING: u8 = 1;
+const READ: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(UNREAD);
+
+/// A fixed buffer for a path taken from the environment (environment strings may be replaced
+/// by the program later; the copy stays).
+pub struct PathBuf {
+    bytes: [AtomicU8; 256],
+    len: AtomicUsize,
+}
+
+impl PathBuf {
+    const fn new() -> Self {
+        PathBuf { bytes: [const { AtomicU8::new(0) }; 256], len: AtomicUsize::new(0) }
+    }
+    fn set(&self, v: &[u8]) -> bool {
+        if v.is_empty() || v.len() >= self.bytes.len() {
+            return false;
+        }
+        for (i, &b) in v.iter().enumerate() {
+            self.bytes[i].store(b, Ordering::Relaxed);
+        }
+        self.bytes[v.len()].store(0, Ordering::Relaxed);
+        self.len.store(v.len(), Ordering::Release);
+        true
+    }
+    /// Copies the path, NUL-terminated, into `out`; returns its length (0: no path).
+    pub fn copy_to(&self, out: &mut [u8; 256]) -> usize {
+        let n = self.len.load(Ordering::Acquire);
+        for (i, o) in out.iter_mut().enumerate().take(n + 1) {
+            *o = self.bytes[i].load(Ordering::Relaxed);
+        }
+        n
+    }
+}
+
+/// Whether the options have been read.
+pub fn is_read() -> bool {
+    STATE.load(Ordering::Acquire) == READ
+}
+
+/// Reads the options if nobody has yet. Cheap after the first call (one load).
+#[inline]
+pub fn ensure_read() {
+    if STATE.load(Ordering::Acquire) != READ {
+        read_slow();
+    }
+}
+
+#[cold]
+fn read_slow() {
+    if STATE.compare_exchange(UNREAD, READING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // Another thread is reading (or has read): its values apply once it is done. Until
+        // then, the defaults do.
+        return;
+    }
+    let Some(env) = crate::global::environment() else {
+        // Too early to see the environment: try again on a later call.
+        STATE.store(UNREAD, Ordering::Release);
+        return;
+    };
+    for entry in env {
+        let Some(rest) = entry.strip_prefix(b"MY_ALLOC_") else { continue };
+        let Some(eq) = rest.iter().position(|&b| b == b'=') else { continue };
+        let (name, value) = (&rest[..eq], &rest[eq + 1..]);
+        apply(name, value);
+    }
+    STATE.store(READ, Ordering::Release);
+    if VERBOSE.load(Ordering::Relaxed) {
+        print_options();
+    }
+}
+
+fn apply(name: &[u8], value: &[u8]) {
+    let ok = match name {
+        b"STATS" => set_flag(&STATS, value),
+        b"VERBOSE" => set_flag(&VERBOSE, value),
+        b"CHECK" => set_flag(&CHECK, value),
+        b"PROFILE" => PROFILE_PATH.set(value),
+        b"MMAP_THRESHOLD" => set_size(&MMAP, value, 4096, MMAP_THRESHOLD_MAX),
+        b"TRIM_THRESHOLD" => set_size(&TRIM, value, 0, usize::MAX / 2),
+        b"DECAY_MS" => set_size(&DECAY_MS, value, 0, 3_600_000),
+        // Build-time settings (read by the build, not at run time) and the build's header
+        // directory share the prefix: not ours to judge here.
+        b"ALIGNMENT" | b"NUM_CLASSES" | b"THREAD_SAFE" | b"HEADER_DIR" => true,
+        _ => {
+            warn(b"unknown option MY_ALLOC_", name, b", ignored");
+            return;
+        }
+    };
+    if !ok {
+        warn(b"bad value for MY_ALLOC_", name, b", using the default");
+    }
+}
+
+fn warn(before: &[u8], name: &[u8], after: &[u8]) {
+    let mut l = Line::new();
+    l.str("my_alloc: ");
+    for part in [before, name, after] {
+        l.str(core::str::from_utf8(part).unwrap_or("?"));
+    }
+    l.write_to(2);
+}
+
+fn set_flag(flag: &AtomicBool, value: &[u8]) -> bool {
+    let v = match value {
+        b"1" | b"yes" | b"true" | b"on" => true,
+        b"0" | b"no" | b"false" | b"off" | b"" => false,
+        _ => return false,
+    };
+    flag.store(v, Ordering::Relaxed);
+    true
+}
+
+/// Parses a size with an optional K, M or G suffix (powers of 1024) into `[min, max]`.
+fn parse_size(value: &[u8]) -> Option<usize> {
+    let (digits, unit) = match value.last()? {
+        b'k' | b'K' => (&value[..value.len() - 1], 1usize << 10),
+        b'm' | b'M' => (&value[..value.len() - 1], 1 << 20),
+        b'g' | b'G' => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((d - b'0') as usize)?;
+    }
+    n.checked_mul(unit)
+}
+
+fn set_size(target: &AtomicUsize, value: &[u8], min: usize, max: usize) -> bool {
+    match parse_size(value) {
+        Some(n) if n >= min && n <= max => {
+            target.store(n, Ordering::Relaxed);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn print_options() {
+    let mut l = Line::new();
+    l.str("my_alloc: options: check=").dec(CHECK.load(Ordering::Relaxed) as u64);
+    l.str(" stats=").dec(STATS.load(Ordering::Relaxed) as u64);
+    l.str(" mmap_threshold=").dec(MMAP.load(Ordering::Relaxed) as u64);
+    l.str(" trim_threshold=").dec(TRIM.load(Ordering::Relaxed) as u64);
+    l.str(" decay_ms=").dec(DECAY_MS.load(Ordering::Relaxed) as u64);
+    let mut path = [0u8; 256];
+    let n = PROFILE_PATH.copy_to(&mut path);
+    if n > 0 {
+        l.str(" profile=").str(core::str::from_utf8(&path[..n]).unwrap_or("?"));
+    }
+    l.write_to(2);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size(b"4096"), Some(4096));
+        assert_eq!(parse_size(b"64k"), Some(64 << 10));
+        assert_eq!(parse_size(b"2M"), Some(2 << 20));
+        assert_eq!(parse_size(b"1g"), Some(1 << 30));
+        for bad in [&b""[..], b"k", b"12x", b"-5", b"99999999999999999999999", b"1 M"] {
+            assert_eq!(parse_size(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
+    }
+
+    #[test]
+    fn flags_accept_the_usual_spellings() {
+        let f = AtomicBool::new(false);
+        assert!(set_flag(&f, b"yes") && f.load(Ordering::Relaxed));
+        assert!(set_flag(&f, b"0") && !f.load(Ordering::Relaxed));
+        assert!(!set_flag(&f, b"maybe"));
+    }
+}
