@@ -353,6 +353,68 @@ pub extern "C" fn malloc_trim(pad: usize) -> c_int {
     released as c_int
 }
 
+/// glibc's `struct mallinfo2`, filled with this allocator's numbers.
+#[repr(C)]
+pub struct MallInfo2 {
+    /// Bytes obtained from the OS for the heap (mapped blocks excluded).
+    pub arena: usize,
+    /// Free blocks in the coalescing heap.
+    pub ordblks: usize,
+    /// Blocks parked on the quick lists (glibc: fastbin blocks).
+    pub smblks: usize,
+    /// Blocks with a mapping of their own.
+    pub hblks: usize,
+    /// Bytes in blocks with a mapping of their own.
+    pub hblkhd: usize,
+    /// Always 0 (as in glibc).
+    pub usmblks: usize,
+    /// Bytes parked on the quick lists.
+    pub fsmblks: usize,
+    /// Bytes of the heap in use (by the program and its thread caches).
+    pub uordblks: usize,
+    /// Bytes free in the heap (coalesced and quick).
+    pub fordblks: usize,
+    /// Bytes at the top of the heap that malloc_trim could give back.
+    pub keepcost: usize,
+}
+
+fn mall_info() -> MallInfo2 {
+    let u = HEAP.usage();
+    MallInfo2 {
+        arena: u.heap_bytes,
+        ordblks: u.free_blocks,
+        smblks: u.quick_blocks,
+        hblks: u.mapped_blocks,
+        hblkhd: u.mapped_bytes,
+        usmblks: 0,
+        fsmblks: u.quick_bytes,
+        uordblks: u.heap_bytes - u.free_bytes - u.quick_bytes.min(u.heap_bytes - u.free_bytes),
+        fordblks: u.free_bytes + u.quick_bytes,
+        keepcost: u.top_bytes,
+    }
+}
+
+/// Heap statistics in glibc's `struct mallinfo2` layout.
+#[no_mangle]
+pub extern "C" fn mallinfo2() -> MallInfo2 {
+    mall_info()
+}
+
+/// glibc's older `struct mallinfo` (int fields; values saturate at INT_MAX).
+#[repr(C)]
+pub struct MallInfo {
+    /// See [`MallInfo2`]; each field saturates at `INT_MAX`.
+    pub fields: [c_int; 10],
+}
+
+/// Heap statistics in the older `struct mallinfo` layout (deprecated in glibc).
+#[no_mangle]
+pub extern "C" fn mallinfo() -> MallInfo {
+    let m = mall_info();
+    let v = [m.arena, m.ordblks, m.smblks, m.hblks, m.hblkhd, m.usmblks, m.fsmblks, m.uordblks, m.fordblks, m.keepcost];
+    MallInfo { fields: v.map(|x| x.min(c_int::MAX as usize) as c_int) }
+}
+
 /// Prints the allocator's statistics on standard error.
 #[no_mangle]
 pub extern "C" fn malloc_stats() {

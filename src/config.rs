@@ -53,6 +53,15 @@ pub const TRIM_KEEP: usize = GROW_STEP;
 /// in again on every cycle. (`malloc_trim` trims at once.)
 pub const TRIM_DECAY_MS: u64 = 1000;
 
+/// Free blocks of at least this many bytes in the middle of the heap have their pages given back
+/// to the OS (`madvise(MADV_DONTNEED)`; the block stays usable and reads back as zeroes) once
+/// they have stayed free for a decay period (`TRIM_DECAY_MS`)...
+pub const PURGE_MIN: usize = 64 * 1024;
+
+/// ...and a heap this empty (bytes in use below 1/NEARLY_EMPTY of the heap) gives its top back at
+/// once, without waiting for the decay: the program has let go of (nearly) everything.
+pub const NEARLY_EMPTY: usize = 8;
+
 /// Each growth of the heap asks for at least 1/GROW_SHARE of what the heap already has, so a big
 /// heap grows in few system calls (pages not yet touched cost no memory).
 pub const GROW_SHARE: usize = 8;

@@ -28,7 +28,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, FENCE, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, QUICK};
-use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, PAGE, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
+use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
 use crate::diag::{fatal, fatal_at, fatal_sized};
 use crate::os;
 use crate::pagemap::PageMap;
@@ -65,6 +65,12 @@ const RECENT_UNMAPPED: usize = 64;
 pub const FOOTER_CHECKED: u64 = 1;
 /// Prefix bit of a mapped block: allocated in checking mode.
 const PREFIX_CHECKED: usize = 1;
+/// Where a big free block keeps the purge epoch it was freed in (after its header and links).
+const FREED_EPOCH: usize = HEADER + 2 * WORD;
+/// Stamp of a free block whose pages were given back already.
+const PURGED: u64 = u64::MAX;
+/// Bytes at a free block's start that purging keeps (header, links, stamp), rounded up to a page.
+const PURGE_KEEP: usize = FREED_EPOCH + WORD;
 /// Blocks scanned in the request's own bin before moving to a bigger bin.
 const BIN_SCAN_LIMIT: usize = 16;
 const BITMAP_WORDS: usize = NUM_CLASSES.div_ceil(64);
@@ -88,8 +94,16 @@ struct Core {
     free_bytes: usize,
     /// Bytes in all segments.
     heap_bytes: usize,
-    /// When the heap last grew (source clock, ms): trimming waits TRIM_DECAY_MS after it.
+    /// When the heap last grew (source clock, ms): trimming waits for the decay after it.
     last_grow_ms: u64,
+    /// Purge passes so far; a big free block records the epoch it was freed in.
+    epoch: u64,
+    /// When the last purge pass ran (source clock, ms).
+    last_purge_ms: u64,
+    /// Number of FREE blocks (bins and top).
+    free_blocks: usize,
+    /// `free_bytes` after the last purge forced by a nearly empty heap.
+    free_at_forced_purge: usize,
 }
 
 /// A quick list: a LIFO chain of `QUICK` blocks of one class, linked through encoded pointers.
@@ -116,6 +130,8 @@ pub struct HeapCounters {
     pub held_peak: AtomicUsize,
     /// Bytes in the coalesced free lists, as of the last heap-lock release.
     pub free_bytes: AtomicUsize,
+    /// Bytes of free blocks whose pages were given back with `purge`, over the heap's life.
+    pub purged: AtomicUsize,
 }
 
 /// What [`Heap::check`] counted while verifying the invariants.
@@ -137,6 +153,27 @@ pub struct HeapReport {
     pub heap_bytes: usize,
     /// Size of the top block (0 if none).
     pub top_bytes: usize,
+}
+
+/// The heap's sizes at one moment (see [`Heap::usage`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    /// Bytes in heap segments.
+    pub heap_bytes: usize,
+    /// Bytes in coalesced free blocks (the top included), and how many blocks.
+    pub free_bytes: usize,
+    /// See `free_bytes`.
+    pub free_blocks: usize,
+    /// Bytes in the top block.
+    pub top_bytes: usize,
+    /// Bytes and blocks parked on the quick lists.
+    pub quick_bytes: usize,
+    /// See `quick_bytes`.
+    pub quick_blocks: usize,
+    /// Bytes and blocks with mappings of their own.
+    pub mapped_bytes: usize,
+    /// See `mapped_bytes`.
+    pub mapped_blocks: usize,
 }
 
 /// Where a rejected pointer falls (see `Heap::locate`).
@@ -239,6 +276,10 @@ impl Core {
             free_bytes: 0,
             heap_bytes: 0,
             last_grow_ms: 0,
+            epoch: 0,
+            last_purge_ms: 0,
+            free_blocks: 0,
+            free_at_forced_purge: 0,
         }
     }
 
@@ -258,6 +299,11 @@ impl Core {
         // SAFETY: the caller owns [b, b + size).
         unsafe { block::write_tags(b, size, FREE, self.secret) };
         self.free_bytes += size;
+        self.free_blocks += 1;
+        if size >= PURGE_MIN {
+            // SAFETY: a block this big has room for the stamp after its two links.
+            unsafe { *((b + FREED_EPOCH) as *mut u64) = self.epoch };
+        }
         if b + size == self.fence {
             self.top = b;
             return;
@@ -279,6 +325,7 @@ impl Core {
     /// Takes a free block out of its bin (or out of the top).
     unsafe fn unlink(&mut self, b: usize, size: usize) {
         self.free_bytes -= size;
+        self.free_blocks -= 1;
         if b == self.top {
             self.top = 0;
             return;
@@ -452,6 +499,7 @@ impl<S: Source> Heap<S> {
                 mapped_blocks: AtomicUsize::new(0),
                 held_peak: AtomicUsize::new(0),
                 free_bytes: AtomicUsize::new(0),
+                purged: AtomicUsize::new(0),
             },
         }
     }
@@ -930,12 +978,22 @@ impl<S: Source> Heap<S> {
         // program freeing and reallocating the same sizes reuses it through refills). It is
         // hoarded when refills keep carving fresh blocks meanwhile: then coalesce it, so that
         // every size can use it.
-        if parked > QUICK_RETAIN_MIN
-            && parked > self.counters.os_bytes.load(Ordering::Relaxed) / QUICK_SHARE
-            && self.carved_since_consolidation.load(Ordering::Relaxed) > parked / 2
-        {
-            // SAFETY: the heap lock is held by with_core; no quick lock is held here.
-            self.with_core(|core| unsafe { self.consolidate(core) });
+        //
+        // And when the heap is nearly empty, the program is letting go of its memory: coalesce
+        // early and often, so that it can go back to the OS.
+        let counters = &self.counters;
+        let heap = counters.os_bytes.load(Ordering::Relaxed).saturating_sub(counters.mapped_bytes.load(Ordering::Relaxed));
+        let in_use = heap.saturating_sub(counters.free_bytes.load(Ordering::Relaxed)).saturating_sub(parked);
+        let hoarded = parked > QUICK_RETAIN_MIN
+            && parked > heap / QUICK_SHARE
+            && self.carved_since_consolidation.load(Ordering::Relaxed) > parked / 2;
+        let letting_go = parked > QUICK_RETAIN_MIN / 4 && in_use < heap / NEARLY_EMPTY;
+        if hoarded || letting_go {
+            self.with_core(|core| {
+                // SAFETY: the heap lock is held by with_core; no quick lock is held here.
+                unsafe { self.consolidate(core) };
+                self.maybe_release(core);
+            });
         }
     }
 
@@ -970,7 +1028,7 @@ impl<S: Source> Heap<S> {
         self.with_core(|core| {
             // SAFETY: the caller owns the block; under the heap lock it becomes FREE and coalesces.
             unsafe { core.release(b, size, "free") };
-            self.maybe_trim(core);
+            self.maybe_release(core);
         })
     }
 
@@ -980,17 +1038,68 @@ impl<S: Source> Heap<S> {
         self.free_validated(p, h);
     }
 
-    fn maybe_trim(&self, core: &mut Core) {
-        if core.top == 0 {
-            return;
+    /// After memory came back to the heap: trims the top and purges big free blocks when their
+    /// decay has passed (at once for the top when the heap is nearly empty).
+    fn maybe_release(&self, core: &mut Core) {
+        let now = self.source.now_ms();
+        let decay = self.decay_ms.load(Ordering::Relaxed);
+        let held = core.heap_bytes - core.free_bytes;
+        let in_use = held - self.quick_bytes.load(Ordering::Relaxed).min(held);
+        let nearly_empty = in_use < core.heap_bytes / NEARLY_EMPTY;
+        if core.top != 0 {
+            // SAFETY: the top is a FREE block in the growable segment.
+            let top_size = block::size_of(unsafe { block::load(core.top) });
+            if top_size > self.trim_threshold.load(Ordering::Relaxed).max(2 * self.mmap_threshold())
+                && (nearly_empty || now.wrapping_sub(core.last_grow_ms) >= decay)
+            {
+                self.trim_top(core, TRIM_KEEP);
+            }
         }
-        // SAFETY: the top is a FREE block in the growable segment.
-        let top_size = block::size_of(unsafe { block::load(core.top) });
-        if top_size > self.trim_threshold.load(Ordering::Relaxed).max(2 * self.mmap_threshold())
-            && self.source.now_ms().wrapping_sub(core.last_grow_ms) >= self.decay_ms.load(Ordering::Relaxed)
-        {
-            self.trim_top(core, TRIM_KEEP);
+        // The mark follows free_bytes down (allocation, trimming), so it measures what was freed
+        // since the last forced purge.
+        core.free_at_forced_purge = core.free_at_forced_purge.min(core.free_bytes);
+        if nearly_empty && core.free_bytes > core.free_at_forced_purge + PURGE_MIN.max(core.free_at_forced_purge / 8) {
+            // Free blocks the top could not absorb (a few live blocks sit above them) go too;
+            // again only once an eighth more has been freed, so that a stream of frees does not
+            // rescan (and re-advise) the same big block each time.
+            self.purge(core, now, true);
+            core.free_at_forced_purge = core.free_bytes;
+        } else if now.wrapping_sub(core.last_purge_ms) >= decay / 2 {
+            self.purge(core, now, false);
         }
+    }
+
+    /// Gives back the pages of big free blocks (not the top, which trimming handles) that have
+    /// stayed free for a full purge interval, or all of them when `force`. Returns the bytes
+    /// purged.
+    fn purge(&self, core: &mut Core, now: u64, force: bool) -> usize {
+        let mut purged = 0;
+        for c in class_of(PURGE_MIN)..NUM_CLASSES {
+            let mut b = core.bins[c];
+            while b != 0 {
+                // SAFETY: bin entries are FREE blocks we own under the heap lock; the stamp word
+                // follows their links, and only whole pages between the stamp and the footer
+                // are given back.
+                unsafe {
+                    let size = block::size_of(block::load(b));
+                    let stamp = (b + FREED_EPOCH) as *mut u64;
+                    if size >= PURGE_MIN && *stamp != PURGED && (force || *stamp + 2 <= core.epoch) {
+                        let start = round_up(b + PURGE_KEEP, PAGE);
+                        let end = (b + size - WORD) & !(PAGE - 1);
+                        if end > start {
+                            self.source.purge(start, end - start);
+                            purged += end - start;
+                        }
+                        *stamp = PURGED;
+                    }
+                    b = link_next(b);
+                }
+            }
+        }
+        core.epoch += 1;
+        core.last_purge_ms = now;
+        self.counters.purged.fetch_add(purged, Ordering::Relaxed);
+        purged
     }
 
     /// Gives the top block's bytes beyond `keep` back to the source. Returns whether it did.
@@ -1282,7 +1391,9 @@ impl<S: Source> Heap<S> {
         self.with_core(|core| {
             // SAFETY: under the heap lock.
             unsafe { self.consolidate(core) };
-            self.trim_top(core, pad)
+            let trimmed = self.trim_top(core, pad);
+            let now = self.source.now_ms();
+            self.purge(core, now, true) > 0 || trimmed
         })
     }
 
@@ -1294,6 +1405,23 @@ impl<S: Source> Heap<S> {
     /// Bytes in heap segments.
     pub fn heap_bytes(&self) -> usize {
         self.core.lock().heap_bytes
+    }
+
+    /// A consistent view of the heap's sizes, for `mallinfo2` and `malloc_stats`.
+    pub fn usage(&self) -> Usage {
+        let core = self.core.lock();
+        let quick_blocks = self.quick.iter().map(|q| q.lock().len).sum();
+        Usage {
+            heap_bytes: core.heap_bytes,
+            free_bytes: core.free_bytes,
+            free_blocks: core.free_blocks,
+            // SAFETY: the top is a FREE block while set.
+            top_bytes: if core.top != 0 { block::size_of(unsafe { block::load(core.top) }) } else { 0 },
+            quick_bytes: self.quick_bytes.load(Ordering::Relaxed),
+            quick_blocks,
+            mapped_bytes: self.counters.mapped_bytes.load(Ordering::Relaxed),
+            mapped_blocks: self.counters.mapped_blocks.load(Ordering::Relaxed),
+        }
     }
 
     /// Verifies every invariant of the heap (see the module's documentation) and counts what it
@@ -1407,6 +1535,9 @@ impl<S: Source> Heap<S> {
             }
             if rep.free_bytes != core.free_bytes {
                 return Err("free byte count is off");
+            }
+            if rep.free_blocks != core.free_blocks {
+                return Err("free block count is off");
             }
             if rep.heap_bytes != core.heap_bytes {
                 return Err("heap byte count is off");

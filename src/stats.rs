@@ -41,6 +41,8 @@ pub struct Summary {
     pub free_bytes: u64,
     /// See `free_bytes`.
     pub quick_bytes: u64,
+    /// Bytes of free blocks whose pages were given back with madvise, over the process's life.
+    pub purged: u64,
 }
 
 /// Sums the counters.
@@ -68,6 +70,7 @@ pub fn summary() -> Summary {
     s.mapped_blocks = c.mapped_blocks.load(Ordering::Relaxed) as u64;
     s.free_bytes = c.free_bytes.load(Ordering::Relaxed) as u64;
     s.quick_bytes = HEAP.quick_bytes() as u64;
+    s.purged = c.purged.load(Ordering::Relaxed) as u64;
     s
 }
 
@@ -84,6 +87,7 @@ pub fn print_summary(fd: i32) {
     l.write_to(fd);
     let mut l = Line::new();
     l.str("my_alloc: from the OS: now ").bytes(s.os_now).str(", peak ").bytes(s.os_peak);
-    l.str(", returned ").bytes(s.os_returned).str(", ").dec(s.mapped_blocks).str(" mapped blocks");
+    l.str(", returned ").bytes(s.os_returned).str(", purged ").bytes(s.purged);
+    l.str(", ").dec(s.mapped_blocks).str(" mapped blocks");
     l.write_to(fd);
 }

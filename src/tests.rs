@@ -30,6 +30,10 @@ struct ArenaState {
     maps: BTreeMap<usize, usize>,
     /// The clock the heap reads for decay decisions, moved by the test.
     now_ms: u64,
+    /// Bytes the heap gave back with purge (which zeroes them, as MADV_DONTNEED does), and the
+    /// distinct pages.
+    purged: usize,
+    purged_pages: std::collections::BTreeSet<usize>,
 }
 
 impl TestSource {
@@ -39,7 +43,7 @@ impl TestSource {
         let base = unsafe { alloc_zeroed(layout) } as usize;
         assert_ne!(base, 0);
         TestSource {
-            state: Mutex::new(ArenaState { base, cap, used: 0, budget: usize::MAX, gap_next: false, maps: BTreeMap::new(), now_ms: 0 }),
+            state: Mutex::new(ArenaState { base, cap, used: 0, budget: usize::MAX, gap_next: false, maps: BTreeMap::new(), now_ms: 0, purged: 0, purged_pages: Default::default() }),
         }
     }
     fn set_budget(&self, b: usize) {
@@ -50,6 +54,17 @@ impl TestSource {
     }
     fn advance_clock(&self, ms: u64) {
         self.state.lock().unwrap().now_ms += ms;
+    }
+    fn purged(&self) -> usize {
+        self.state.lock().unwrap().purged
+    }
+    fn forget_purged(&self) {
+        self.state.lock().unwrap().purged_pages.clear();
+    }
+    /// Distinct pages purged (since `forget_purged`) that lie below the arena's current end.
+    fn purged_pages_in_arena(&self) -> usize {
+        let s = self.state.lock().unwrap();
+        s.purged_pages.range(s.base..s.base + s.used).count()
     }
     /// Live mappings other than the page map's own (its root and leaves).
     fn mappings(&self) -> usize {
@@ -129,6 +144,15 @@ unsafe impl Source for TestSource {
     }
     fn now_ms(&self) -> u64 {
         self.state.lock().unwrap().now_ms
+    }
+    fn purge(&self, addr: usize, len: usize) {
+        assert_eq!(addr % PAGE, 0);
+        assert_eq!(len % PAGE, 0);
+        // SAFETY: the heap gives back pages of a free block it owns; they read back as zero.
+        unsafe { std::ptr::write_bytes(addr as *mut u8, 0, len) };
+        let mut s = self.state.lock().unwrap();
+        s.purged += len;
+        s.purged_pages.extend((addr..addr + len).step_by(PAGE));
     }
 }
 
@@ -387,6 +411,82 @@ fn the_top_is_trimmed_back_to_the_source() {
     assert_eq!(h.heap_bytes(), before);
     assert!(h.trim(0));
     assert!(h.heap_bytes() < before / 4);
+    h.check().unwrap();
+}
+
+#[test]
+fn big_free_blocks_are_purged_after_the_decay_and_stay_usable() {
+    let h = new_heap(64 << 20);
+    // Enough live memory that the heap is not nearly empty (which would purge at once).
+    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    let n = 200_000;
+    let a = h.malloc(n).unwrap();
+    let _guard = h.malloc(1000).unwrap(); // keeps a from merging into the top
+    fill(a, n, 0x77);
+    h.free(a);
+    let half_decay = crate::config::TRIM_DECAY_MS / 2;
+    // Another free in the heap runs the purge pass: not before the block has been free for a
+    // whole interval.
+    let churn = |h: &Heap<TestSource>| {
+        let x = h.malloc(250_000).unwrap(); // too big for a: from the top
+        h.free(x);
+    };
+    churn(&h);
+    assert_eq!(h.source().purged(), 0, "purged at once");
+    for _ in 0..3 {
+        h.source().advance_clock(half_decay);
+        churn(&h);
+    }
+    let purged = h.source().purged();
+    assert!(purged >= n - 3 * PAGE, "only {purged} bytes purged");
+    h.check().unwrap();
+    // The block is still usable; its pages read back as zero (as after MADV_DONTNEED) except
+    // what the heap keeps at its ends.
+    let b = h.malloc(n).unwrap();
+    assert_eq!(b, a);
+    assert!(holds(a + 2 * PAGE, n - 4 * PAGE, 0));
+    h.free(b);
+    // malloc_trim purges without waiting.
+    let c = h.malloc(n).unwrap();
+    let _guard2 = h.malloc(1000).unwrap();
+    h.free(c);
+    let before = h.source().purged();
+    assert!(h.trim(0));
+    assert!(h.source().purged() > before);
+    h.check().unwrap();
+}
+
+#[test]
+fn a_nearly_empty_heap_gives_its_top_back_at_once() {
+    let h = new_heap(256 << 20);
+    let ps: Vec<usize> = (0..300).map(|_| h.malloc(100_000).unwrap()).collect();
+    let grown = h.heap_bytes();
+    for p in ps {
+        h.free(p); // no time passes: only emptiness can justify trimming
+    }
+    assert!(h.heap_bytes() < grown / 8, "{} of {grown} bytes kept", h.heap_bytes());
+    // Small blocks too: they reach the coalescing heap through the quick lists' consolidation.
+    let small: Vec<usize> = (0..200_000).map(|_| h.malloc(64).unwrap()).collect();
+    let grown = h.heap_bytes();
+    h.source().forget_purged(); // the first part's purges are resident again
+    let secret = h.secret();
+    // Freed as a thread cache would: flushed to the quick lists in chains of 64.
+    let c = crate::size_class::quick_class_of_request(64).unwrap();
+    for chunk in small.chunks(64) {
+        for (i, &p) in chunk.iter().enumerate() {
+            let h0 = h.validate(p, "free");
+            // SAFETY: the "cache" owns p; it becomes QUICK and links to the next one.
+            unsafe {
+                block::store(p - 8, h0 ^ block::FLIP_IN_USE_QUICK);
+                *(p as *mut usize) = block::encode_link(p, chunk.get(i + 1).copied().unwrap_or(0), secret);
+            }
+        }
+        h.flush(c, chunk[0], *chunk.last().unwrap(), chunk.len());
+    }
+    // The last blocks freed sit between the coalesced space and the top, so not everything can
+    // be trimmed: what cannot is purged (it would read back as zero).
+    let resident = h.heap_bytes() - h.source().purged_pages_in_arena() * PAGE;
+    assert!(resident < grown / 4, "{resident} of {grown} bytes still resident");
     h.check().unwrap();
 }
 
