@@ -1,8 +1,11 @@
 # my_alloc — build, test, demo.
 #
 #   make            build libmy_alloc.so (+ .so.0 link) and libmy_alloc.a in target/release
-#   make demo       build, then run a real program under the preloaded library with statistics
+#   make demo       build, then run a real program under the library with statistics, and draw its
+#                   heap picture (target/demo-heap.svg)
 #   make test       every test: header, Rust unit tests, C tests (linked and preloaded), real programs
+#   make install    PREFIX=/usr/local (and DESTDIR): library with soname links, static library,
+#                   header, pkg-config file, the my_alloc command; make uninstall removes them
 #   make clean
 #
 # Build-time settings (see README): make ALIGNMENT=16 NUM_CLASSES=128 THREAD_SAFE=1
@@ -12,6 +15,10 @@ CC       ?= cc
 LIB_DIR  := target/release
 LIB      := $(LIB_DIR)/libmy_alloc.so
 PYTHON   ?= /usr/bin/python3
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SOMAJOR  := 0
 
 ifdef ALIGNMENT
 export MY_ALLOC_ALIGNMENT := $(ALIGNMENT)
@@ -23,19 +30,22 @@ ifdef THREAD_SAFE
 export MY_ALLOC_THREAD_SAFE := $(THREAD_SAFE)
 endif
 
-.PHONY: all build demo test check-header rust-tests settings-tests c-tests real-tests clean
+.PHONY: all build demo test check-header rust-tests settings-tests c-tests real-tests install-test \
+        install uninstall clean
 
 all: build
 
 build:
-	$(CARGO) build --release
-	ln -sf libmy_alloc.so $(LIB_DIR)/libmy_alloc.so.0
+	$(CARGO) build --release --workspace
+	ln -sf libmy_alloc.so $(LIB_DIR)/libmy_alloc.so.$(SOMAJOR)
 
 demo: build
-	@echo "== python3 (every Python allocation through malloc) under LD_PRELOAD=$(LIB), MY_ALLOC_STATS=1"
-	PYTHONMALLOC=malloc MY_ALLOC_STATS=1 LD_PRELOAD=$(CURDIR)/$(LIB) $(PYTHON) c_tests/programs/wordfreq.py
+	@echo "== python3 counting words, every allocation through malloc, under my_alloc (my_alloc run --stats --profile)"
+	PYTHONMALLOC=malloc $(LIB_DIR)/my_alloc run --stats --profile $(CURDIR)/target/demo.prof -- $(PYTHON) c_tests/programs/wordfreq.py
+	@echo "== the heap picture of that run"
+	$(LIB_DIR)/my_alloc report target/demo.prof -o target/demo-heap.svg
 
-test: build check-header rust-tests settings-tests c-tests real-tests
+test: build check-header rust-tests settings-tests c-tests real-tests install-test
 	@echo "== all tests passed"
 
 # The committed header must be what the build generates, and must compile cleanly in C and C++.
@@ -48,7 +58,7 @@ check-header: build
 	g++ -std=c++17 -Wall -Wextra -Werror -Iinclude -c $(LIB_DIR)/header_check.cpp -o $(LIB_DIR)/header_check_cpp.o
 
 rust-tests:
-	$(CARGO) test --release
+	$(CARGO) test --release --workspace
 
 # The core's tests again under non-default build settings (in their own target directory, with
 # their own header, so the default build and the committed header are left alone).
@@ -68,6 +78,32 @@ real-tests: build
 
 # make bench, bench-quick, bench-callgrind: see bench/README.md.
 include bench/bench.mk
+
+# Installation: the versioned shared library and its soname links, the static library, the
+# header, a pkg-config file and the my_alloc command.
+DEST := $(DESTDIR)$(PREFIX)
+install: build
+	install -d $(DEST)/lib/pkgconfig $(DEST)/include $(DEST)/bin
+	install -m 755 $(LIB) $(DEST)/lib/libmy_alloc.so.$(VERSION)
+	ln -sf libmy_alloc.so.$(VERSION) $(DEST)/lib/libmy_alloc.so.$(SOMAJOR)
+	ln -sf libmy_alloc.so.$(SOMAJOR) $(DEST)/lib/libmy_alloc.so
+	install -m 644 $(LIB_DIR)/libmy_alloc.a $(DEST)/lib/libmy_alloc.a
+	install -m 644 include/my_alloc.h $(DEST)/include/my_alloc.h
+	install -m 755 $(LIB_DIR)/my_alloc $(DEST)/bin/my_alloc
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: my_alloc' 'Description: A malloc replacement with a no_std Rust core' 'Version: $(VERSION)' \
+	  'Libs: -L$${libdir} -Wl,-rpath,$${libdir} -lmy_alloc' 'Libs.private: -lpthread -ldl' \
+	  'Cflags: -I$${includedir}' > $(DEST)/lib/pkgconfig/my_alloc.pc
+
+uninstall:
+	rm -f $(DEST)/lib/libmy_alloc.so.$(VERSION) $(DEST)/lib/libmy_alloc.so.$(SOMAJOR) \
+	  $(DEST)/lib/libmy_alloc.so $(DEST)/lib/libmy_alloc.a $(DEST)/include/my_alloc.h \
+	  $(DEST)/bin/my_alloc $(DEST)/lib/pkgconfig/my_alloc.pc
+
+# Install into a scratch prefix, build a C program with pkg-config against it, run it directly
+# and through `my_alloc run`, then uninstall and check nothing is left.
+install-test: build
+	sh c_tests/install_test.sh
 
 clean:
 	$(CARGO) clean

@@ -78,8 +78,14 @@ fn main() {
 
 fn generate_header(s: &Settings) {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    for f in ["src", "cbindgen.toml"] {
-        println!("cargo:rerun-if-changed={f}");
+    // The library's own sources (not src/cli/, the command's crate, which does not change the
+    // header).
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    for entry in fs::read_dir(crate_dir.join("src")).expect("src/") {
+        let path = entry.expect("src/ entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let defines = format!(

@@ -6,7 +6,6 @@
 //! returns NULL; impossible sizes give NULL with `errno = ENOMEM`; `free` never changes `errno`.
 
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::Ordering;
 
 use crate::block::{self, MAPPED};
 use crate::config::{ALIGNMENT, PAGE};
@@ -14,8 +13,7 @@ use crate::global::HEAP;
 use crate::heap::Resized;
 use crate::os::{errno, set_errno};
 use crate::size_class::{quick_class_of_block, quick_class_of_request};
-use crate::stats::{UNCACHED_ALLOCS, UNCACHED_FREES};
-use crate::{checked, global, stats, tcache};
+use crate::{checked, global, profile, stats, tcache};
 
 // ------------------------------------------------------------------------------------------------
 // The hot paths
@@ -40,26 +38,32 @@ fn alloc(n: usize) -> *mut c_void {
 #[inline(never)]
 fn alloc_slow(n: usize) -> *mut c_void {
     global::ensure_initialised();
+    profile::maybe_sample();
     if checked::enabled() {
-        return or_enomem(checked::alloc(n, ALIGNMENT));
+        return or_enomem(uncached(checked::alloc(n, ALIGNMENT)));
     }
     let got = match quick_class_of_request(n) {
         Some(c) => {
             let tc = tcache::current_or_create();
             if tc.is_null() {
-                UNCACHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-                HEAP.malloc(n)
+                uncached(HEAP.malloc(n))
             } else {
                 // SAFETY: this thread's own cache.
                 Some(unsafe { (*tc).refill_and_pop(c) }).filter(|&p| p != 0)
             }
         }
-        None => {
-            UNCACHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-            HEAP.malloc(n)
-        }
+        None => uncached(HEAP.malloc(n)),
     };
     or_enomem(got)
+}
+
+/// Counts an allocation that bypassed the thread caches.
+#[inline]
+fn uncached(p: Option<usize>) -> Option<usize> {
+    if let Some(p) = p {
+        stats::note_uncached_alloc(p);
+    }
+    p
 }
 
 /// The pointer, or NULL with `errno = ENOMEM`.
@@ -103,7 +107,9 @@ fn dealloc_validated(p: usize, h: u64, func: &str) {
 fn dealloc_slow(p: usize, h: u64, func: &str) {
     let saved = errno();
     global::ensure_initialised();
+    profile::maybe_sample();
     if checked::enabled() {
+        stats::note_uncached_free(h);
         checked::free(p, h, func);
         set_errno(saved);
         return;
@@ -121,7 +127,7 @@ fn dealloc_slow(p: usize, h: u64, func: &str) {
             }
         }
     }
-    UNCACHED_FREES.fetch_add(1, Ordering::Relaxed);
+    stats::note_uncached_free(h);
     HEAP.free_validated(p, h);
     set_errno(saved);
 }
@@ -181,9 +187,9 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
 fn aligned(align: usize, n: usize) -> *mut c_void {
     global::ensure_initialised();
     if checked::enabled() {
-        return or_enomem(checked::alloc(n, align));
+        return or_enomem(uncached(checked::alloc(n, align)));
     }
-    or_enomem(HEAP.memalign(align, n))
+    or_enomem(uncached(HEAP.memalign(align, n)))
 }
 
 fn memalign_impl(align: usize, n: usize) -> *mut c_void {

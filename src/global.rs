@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::heap::Heap;
 use crate::os::OsSource;
-use crate::{options, stats, tcache};
+use crate::{options, profile, stats, tcache};
 
 /// The heap behind every exported function.
 pub static HEAP: Heap<OsSource> = Heap::new(OsSource::new(), 0);
@@ -85,10 +85,19 @@ extern "C" fn fork_child() {
         HEAP.unlock_after_fork();
         tcache::unlock_after_fork();
     }
+    profile::forget_in_child();
 }
 
-extern "C" fn at_exit() {
-    stats::print_summary(2);
+/// Where the exit statistics go: a private copy of stderr taken at start-up, because programs
+/// may close their stderr before our exit handler runs (coreutils do).
+static STATS_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
+
+extern "C" fn print_stats_at_exit() {
+    stats::print_summary(STATS_FD.load(Ordering::Relaxed));
+}
+
+extern "C" fn finish_profile_at_exit() {
+    profile::finish();
 }
 
 /// Runs when the library is loaded (before `main` when preloaded or linked).
@@ -99,9 +108,20 @@ fn init() {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     ensure_initialised();
+    // Exit handlers are registered here, not inside malloc: atexit takes a libc lock.
+    if profile::start() {
+        // SAFETY: a plain function with the expected signature.
+        unsafe { libc::atexit(finish_profile_at_exit) };
+    }
     if options::STATS.load(Ordering::Relaxed) {
-        // SAFETY: at_exit is a plain function with the expected signature. Registered here, not
-        // inside malloc: atexit takes a libc lock.
-        unsafe { libc::atexit(at_exit) };
+        // SAFETY: duplicates our own stderr descriptor (close-on-exec, so programs we exec do not
+        // inherit it).
+        let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+        if fd >= 0 {
+            STATS_FD.store(fd, Ordering::Relaxed);
+        }
+        // SAFETY: as above. Registered last, so it runs first: the table precedes the profile's
+        // end (both read the same counters).
+        unsafe { libc::atexit(print_stats_at_exit) };
     }
 }

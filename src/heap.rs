@@ -113,8 +113,14 @@ struct QuickList {
 }
 
 /// Counters kept by the core, readable at any time without locks.
-#[derive(Default)]
 pub struct HeapCounters {
+    /// Per size class: blocks handed out of the heap's free lists (to the program or a thread
+    /// cache) and not yet back, and the highest that count reached.
+    pub class_held: [AtomicUsize; NUM_CLASSES],
+    /// See `class_held`.
+    pub class_peak: [AtomicUsize; NUM_CLASSES],
+    /// Highest number of mapped blocks live at once.
+    pub mapped_peak: AtomicUsize,
     /// Bytes currently obtained from the source (segments and mappings).
     pub os_bytes: AtomicUsize,
     /// Highest value `os_bytes` reached.
@@ -132,6 +138,22 @@ pub struct HeapCounters {
     pub free_bytes: AtomicUsize,
     /// Bytes of free blocks whose pages were given back with `purge`, over the heap's life.
     pub purged: AtomicUsize,
+}
+
+impl HeapCounters {
+    /// Records `n` blocks of class `c` leaving the heap's free lists (slow paths only).
+    fn out(&self, c: usize, n: usize) {
+        let held = self.class_held[c].fetch_add(n, Ordering::Relaxed) + n;
+        if held > self.class_peak[c].load(Ordering::Relaxed) {
+            self.class_peak[c].fetch_max(held, Ordering::Relaxed);
+        }
+    }
+
+    /// Records `n` blocks of class `c` coming back (never below zero: a block may change class
+    /// while it is out, through realloc in place).
+    fn back(&self, c: usize, n: usize) {
+        let _ = self.class_held[c].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some(h.saturating_sub(n)));
+    }
 }
 
 /// What [`Heap::check`] counted while verifying the invariants.
@@ -492,6 +514,9 @@ impl<S: Source> Heap<S> {
             recent_unmapped: [const { AtomicUsize::new(0) }; RECENT_UNMAPPED],
             recent_next: AtomicUsize::new(0),
             counters: HeapCounters {
+                class_held: [const { AtomicUsize::new(0) }; NUM_CLASSES],
+                class_peak: [const { AtomicUsize::new(0) }; NUM_CLASSES],
+                mapped_peak: AtomicUsize::new(0),
                 os_bytes: AtomicUsize::new(0),
                 os_peak: AtomicUsize::new(0),
                 os_returned: AtomicUsize::new(0),
@@ -749,7 +774,9 @@ impl<S: Source> Heap<S> {
         if need >= self.mmap_threshold() {
             return self.map_large(n, ALIGNMENT);
         }
-        self.alloc_block(need, IN_USE).map(|b| b + HEADER)
+        let p = self.alloc_block(need, IN_USE)? + HEADER;
+        self.counters.out(class_of(need), 1);
+        Some(p)
     }
 
     /// One block of quick class `c`: from its quick list, else carved from the heap.
@@ -765,10 +792,13 @@ impl<S: Source> Heap<S> {
                 self.quick_bytes.fetch_sub(QUICK_SIZE[c] as usize, Ordering::Relaxed);
                 // SAFETY: p was a QUICK block of ours; now it is the caller's.
                 unsafe { block::word_at(p - HEADER).fetch_xor(FLIP_IN_USE_QUICK, Ordering::Relaxed) };
+                self.counters.out(c, 1);
                 return Some(p);
             }
         }
-        self.alloc_block(QUICK_SIZE[c] as usize, IN_USE).map(|b| b + HEADER)
+        let p = self.alloc_block(QUICK_SIZE[c] as usize, IN_USE)? + HEADER;
+        self.counters.out(c, 1);
+        Some(p)
     }
 
     /// A block of at least `need` bytes in `state`, from the bins, the top, or new memory.
@@ -911,10 +941,13 @@ impl<S: Source> Heap<S> {
                 // SAFETY: tail is a QUICK block we now own.
                 unsafe { *(tail as *mut usize) = block::encode_link(tail, 0, secret) };
                 self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
+                self.counters.out(c, n);
                 return (head, tail, n);
             }
         }
-        self.carve_run(c, max)
+        let run = self.carve_run(c, max);
+        self.counters.out(c, run.2);
+        run
     }
 
     /// Carves up to `max` `QUICK` blocks of class `c` out of the best-fitting free blocks.
@@ -973,6 +1006,7 @@ impl<S: Source> Heap<S> {
         q.head = head;
         q.len += n;
         drop(q);
+        self.counters.back(c, n);
         let parked = self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed) + n * QUICK_SIZE[c] as usize;
         // Much memory parked by class is fine while it is what the program asks for next (a
         // program freeing and reallocating the same sizes reuses it through refills). It is
@@ -1023,8 +1057,10 @@ impl<S: Source> Heap<S> {
             q.len += 1;
             drop(q);
             self.quick_bytes.fetch_add(size, Ordering::Relaxed);
+            self.counters.back(c, 1);
             return;
         }
+        self.counters.back(class_of(size), 1);
         self.with_core(|core| {
             // SAFETY: the caller owns the block; under the heap lock it becomes FREE and coalesces.
             unsafe { core.release(b, size, "free") };
@@ -1235,6 +1271,7 @@ impl<S: Source> Heap<S> {
                     core.insert(b, lead);
                 }
                 core.carve(b + lead, size - lead, need, IN_USE);
+                self.counters.out(class_of(need), 1);
                 Some(p)
             }
         })
@@ -1267,7 +1304,8 @@ impl<S: Source> Heap<S> {
         }
         self.note_os(base, len);
         self.counters.mapped_bytes.fetch_add(len, Ordering::Relaxed);
-        self.counters.mapped_blocks.fetch_add(1, Ordering::Relaxed);
+        let live = self.counters.mapped_blocks.fetch_add(1, Ordering::Relaxed) + 1;
+        self.counters.mapped_peak.fetch_max(live, Ordering::Relaxed);
         self.note_held();
         Some(p)
     }

@@ -24,6 +24,7 @@ pub mod heap;
 pub mod options;
 pub mod os;
 pub mod pagemap;
+pub mod profile;
 pub mod size_class;
 pub mod source;
 pub mod stats;

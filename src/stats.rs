@@ -1,28 +1,60 @@
 //! Statistics: counters summed from the thread caches and the heap, printed with write(2).
 //!
-//! Reading takes no lock (caches are on an append-only registry and counters are atomics), so a
-//! summary can be printed at exit while other threads still run.
+//! Reading takes no lock (caches are on an append-only registry and counters are atomics), so the
+//! table can be printed at exit while other threads still run; its numbers are then a moment's
+//! approximation.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::block::{self, MAPPED};
+use crate::config::NUM_CLASSES;
 use crate::diag::Line;
 use crate::global::HEAP;
+use crate::size_class::{class_of, class_size, NUM_QUICK};
 use crate::tcache;
 
-/// Allocations that did not go through a thread cache (large sizes, no cache).
-pub static UNCACHED_ALLOCS: AtomicU64 = AtomicU64::new(0);
-/// Frees that did not go through a thread cache.
-pub static UNCACHED_FREES: AtomicU64 = AtomicU64::new(0);
+/// Row of the per-class counters that stands for blocks with a mapping of their own.
+pub const MAPPED_ROW: usize = NUM_CLASSES;
+const ROWS: usize = NUM_CLASSES + 1;
 
-/// A snapshot of the allocator's counters.
-#[derive(Default)]
-pub struct Summary {
-    /// Blocks handed out.
-    pub allocations: u64,
-    /// Blocks taken back.
+/// Allocations and frees that did not go through a thread cache, per size class (and mapped).
+static UNCACHED_ALLOCS: [AtomicU64; ROWS] = [const { AtomicU64::new(0) }; ROWS];
+static UNCACHED_FREES: [AtomicU64; ROWS] = [const { AtomicU64::new(0) }; ROWS];
+
+/// The statistics row of the live block at `p` with header `h`.
+fn row_of(h: u64) -> usize {
+    if h & MAPPED != 0 { MAPPED_ROW } else { class_of(block::size_of(h)) }
+}
+
+/// Counts an allocation that bypassed the thread caches (slow paths only).
+pub fn note_uncached_alloc(p: usize) {
+    // SAFETY: p is a live block just handed out; its header precedes it.
+    let h = unsafe { block::load(p - block::HEADER) };
+    UNCACHED_ALLOCS[row_of(h)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a free that bypassed the thread caches (slow paths only).
+pub fn note_uncached_free(h: u64) {
+    UNCACHED_FREES[row_of(h)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// One size class's counters.
+#[derive(Default, Clone, Copy)]
+pub struct ClassRow {
+    /// Allocations served.
+    pub requests: u64,
+    /// Frees.
     pub frees: u64,
     /// Allocations served straight from a thread cache.
     pub cache_hits: u64,
+    /// Highest number of blocks out of the heap at once (thread caches included).
+    pub peak: u64,
+}
+
+/// A snapshot of the allocator's counters.
+pub struct Summary {
+    /// Per size class (and `MAPPED_ROW`).
+    pub rows: [ClassRow; ROWS],
     /// Thread caches ever created.
     pub caches: u64,
     /// Bytes parked in thread caches now.
@@ -35,8 +67,6 @@ pub struct Summary {
     pub os_peak: u64,
     /// See `os_now`.
     pub os_returned: u64,
-    /// Large blocks with their own mapping, now.
-    pub mapped_blocks: u64,
     /// Bytes in the heap's coalesced free blocks (bins and top), and on its quick lists, now.
     pub free_bytes: u64,
     /// See `free_bytes`.
@@ -45,41 +75,88 @@ pub struct Summary {
     pub purged: u64,
 }
 
+impl Summary {
+    /// Totals over all rows: (requests, frees, cache hits).
+    pub fn totals(&self) -> (u64, u64, u64) {
+        self.rows.iter().fold((0, 0, 0), |(r, f, h), row| (r + row.requests, f + row.frees, h + row.cache_hits))
+    }
+}
+
 /// Sums the counters.
 pub fn summary() -> Summary {
     let mut s = Summary {
-        allocations: UNCACHED_ALLOCS.load(Ordering::Relaxed),
-        frees: UNCACHED_FREES.load(Ordering::Relaxed),
-        ..Summary::default()
+        rows: [ClassRow::default(); ROWS],
+        caches: 0,
+        cached_bytes: 0,
+        peak_held: 0,
+        os_now: 0,
+        os_peak: 0,
+        os_returned: 0,
+        free_bytes: 0,
+        quick_bytes: 0,
+        purged: 0,
     };
+    for (i, row) in s.rows.iter_mut().enumerate() {
+        row.requests = UNCACHED_ALLOCS[i].load(Ordering::Relaxed);
+        row.frees = UNCACHED_FREES[i].load(Ordering::Relaxed);
+    }
     tcache::for_each_cache(|tc| {
-        for bin in &tc.bins {
+        for (c, bin) in tc.bins.iter().enumerate().take(NUM_QUICK) {
             let pops = bin.pops.load(Ordering::Relaxed);
-            s.allocations += pops;
-            s.cache_hits += pops.saturating_sub(bin.refills.load(Ordering::Relaxed));
-            s.frees += bin.pushes();
+            let row = &mut s.rows[c];
+            row.requests += pops;
+            row.cache_hits += pops.saturating_sub(bin.refills.load(Ordering::Relaxed));
+            row.frees += bin.pushes();
         }
         s.cached_bytes += tc.cached_bytes() as u64;
         s.caches += 1;
     });
     let c = &HEAP.counters;
+    for (i, row) in s.rows.iter_mut().enumerate().take(NUM_CLASSES) {
+        row.peak = c.class_peak[i].load(Ordering::Relaxed) as u64;
+    }
+    s.rows[MAPPED_ROW].peak = c.mapped_peak.load(Ordering::Relaxed) as u64;
     s.peak_held = c.held_peak.load(Ordering::Relaxed) as u64;
     s.os_now = c.os_bytes.load(Ordering::Relaxed) as u64;
     s.os_peak = c.os_peak.load(Ordering::Relaxed) as u64;
     s.os_returned = c.os_returned.load(Ordering::Relaxed) as u64;
-    s.mapped_blocks = c.mapped_blocks.load(Ordering::Relaxed) as u64;
     s.free_bytes = c.free_bytes.load(Ordering::Relaxed) as u64;
     s.quick_bytes = HEAP.quick_bytes() as u64;
     s.purged = c.purged.load(Ordering::Relaxed) as u64;
     s
 }
 
-/// Prints the summary on file descriptor `fd`.
+/// Prints the per-class table and the totals on file descriptor `fd`.
 pub fn print_summary(fd: i32) {
     let s = summary();
     let mut l = Line::new();
-    l.str("my_alloc: ").dec(s.allocations).str(" allocations, ").dec(s.frees).str(" frees, ");
-    l.dec(s.cache_hits).str(" served from ").dec(s.caches).str(" thread caches");
+    l.str("my_alloc: size class     requests         live         peak   cache hits");
+    l.write_to(fd);
+    for (i, row) in s.rows.iter().enumerate() {
+        if row.requests == 0 && row.frees == 0 {
+            continue;
+        }
+        let mut l = Line::new();
+        l.str("my_alloc: ");
+        if i == MAPPED_ROW {
+            l.pad_to(10).str("mapped");
+        } else if i == NUM_CLASSES - 1 {
+            l.str(">").bytes(class_size(i - 1) as u64);
+        } else {
+            l.bytes(class_size(i) as u64);
+        }
+        let cols: [(usize, u64); 4] = [(31, row.requests), (44, row.requests.saturating_sub(row.frees)), (57, row.peak), (70, row.cache_hits)];
+        for (col, v) in cols {
+            let mut n = Line::new();
+            n.dec(v);
+            l.pad_to(col - n.as_bytes().len()).dec(v);
+        }
+        l.write_to(fd);
+    }
+    let (requests, frees, hits) = s.totals();
+    let mut l = Line::new();
+    l.str("my_alloc: ").dec(requests).str(" allocations, ").dec(frees).str(" frees, ");
+    l.dec(hits).str(" served from ").dec(s.caches).str(" thread caches");
     l.write_to(fd);
     let mut l = Line::new();
     l.str("my_alloc: peak in use ").bytes(s.peak_held).str(" (thread caches included); now cached ").bytes(s.cached_bytes);
@@ -88,6 +165,5 @@ pub fn print_summary(fd: i32) {
     let mut l = Line::new();
     l.str("my_alloc: from the OS: now ").bytes(s.os_now).str(", peak ").bytes(s.os_peak);
     l.str(", returned ").bytes(s.os_returned).str(", purged ").bytes(s.purged);
-    l.str(", ").dec(s.mapped_blocks).str(" mapped blocks");
     l.write_to(fd);
 }
