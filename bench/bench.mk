@@ -1,8 +1,8 @@
 # Benchmarks of my_alloc against glibc, jemalloc, tcmalloc and mimalloc.
 # Included by the top-level Makefile; from the repository root:
 #
-#   make bench             full suite (7 interleaved rounds, ~7 min on 2 cores)
-#   make bench-quick       smoke test: small sizes, 3 rounds (< 2 min)
+#   make bench             full suite (7 interleaved rounds, 8-10 min on 2 cores)
+#   make bench-quick       smoke test: small sizes, 3 rounds (about 1 min)
 #   make bench-callgrind   instructions per malloc+free pair on the hot path (valgrind)
 #   make bench-progs       only build the C programs into bench/bin/
 #
@@ -17,7 +17,7 @@ BENCH_CC     ?= cc
 BENCH_CFLAGS := -O2 -fno-builtin -pthread -Wall -Wextra
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_ARGS   ?=
-BENCH_PROGS  := churn server prodcons growth mixed large hotpath spawn
+BENCH_PROGS  := churn server prodcons growth mixed large rss_return fragment realloc_big hotpath spawn
 
 # Keep the includer's default goal: targets defined here must not become `make`'s default.
 _bench_saved_goal := $(.DEFAULT_GOAL)

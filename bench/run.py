@@ -6,9 +6,12 @@
 
 Each benchmark runs under every allocator, interleaved (A B C D E, A B C D E, ...), so slow
 drifts of a noisy machine hit every allocator alike; absolute times mean little here,
-ratios measured side by side do. Per run: wall time (perf_counter around spawn and wait)
-and peak RSS (ru_maxrss of the child from os.wait4). Per benchmark and allocator: medians,
-reported as ratios to glibc and to mimalloc, with geometric means across benchmarks.
+ratios measured side by side do. Per run: wall time and peak RSS (ru_maxrss of the child,
+both measured by bin/spawn) and any measurements the program prints itself (lines
+"rss_kib|live_kib|ms|count <label> <value>"). Per benchmark and allocator: medians,
+reported as ratios to glibc and to mimalloc, with geometric means across the speed
+benchmarks. The memory programs (rss_return, fragment, realloc_big) run in the same
+interleaved way but get their own "Memory" section and stay out of the geometric means.
 
 Writes bench/RESULTS.md, bench/results.svg and bench/results.json (or --out-dir) and
 prints the tables. Standard library only.
@@ -69,11 +72,38 @@ BENCHMARKS = [
     dict(name="python", threads=1, desc="CPython (PYTHONMALLOC=malloc) running bench/pyload.py",
          cmd=[PY, "-s", "-B", os.path.join(BENCH_DIR, "pyload.py")], full=["1.0"], quick=["0.1"],
          env={"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}),
+    # Memory programs (section "Memory" of RESULTS.md, not in the geometric means). The two
+    # phases of rss_return run as separate processes, so that memory one phase keeps cannot
+    # be reused by (and hide in) the other. Each run sleeps 1 s by design: max_rounds caps them.
+    dict(name="rss_large", group="memory", threads=1, max_rounds=5,
+         desc="rss_return, large phase: 1 MiB blocks written, all freed; RSS right after and 1 s later",
+         cmd=["rss_return"], full=["1024", "0"], quick=["256", "0"]),
+    dict(name="rss_small", group="memory", threads=1, max_rounds=5,
+         desc="rss_return, small phase: 64 B blocks written, all freed; RSS right after and 1 s later",
+         cmd=["rss_return"], full=["0", "500"], quick=["0", "128"]),
+    dict(name="fragment", group="memory", threads=1,
+         desc="16-128 B blocks, every other one freed, then 1-64 KiB blocks for as many bytes",
+         cmd=["fragment"], full=["2000000"], quick=["500000"]),
+    dict(name="realloc_big", group="memory", threads=1,
+         desc="one buffer grown by realloc (doubling, then +4 KiB steps) to max_mib MiB, other blocks live",
+         cmd=["realloc_big"], full=["256", "16"], quick=["64", "16"]),
 ]
+
+# Lines a program may print besides its checksum: "<unit> <label> <value>".
+METRIC_UNITS = ("rss_kib", "live_kib", "ms", "count")
 
 # Variables that would change an allocator's behaviour: dropped so every run uses defaults.
 SCRUB_PREFIXES = ("LD_PRELOAD", "MALLOC_", "GLIBC_TUNABLES", "MIMALLOC_", "TCMALLOC_",
                   "JEMALLOC_", "MY_ALLOC_", "PYTHON")
+
+
+def is_memory(bench):
+    return bench.get("group") == "memory"
+
+
+def rounds_of(bench, rounds):
+    """Rounds for this benchmark: the requested number, capped by its max_rounds."""
+    return min(rounds, bench.get("max_rounds", rounds))
 
 
 def argv_of(bench, quick):
@@ -135,12 +165,19 @@ def run_once(argv, lib, env, timeout):
 
     rep = dict(zip(fields[0::2], fields[1::2]))
     if "status" not in rep:
-        return dict(status="NOREPORT", wall=0.0, rss_kib=0, checksum=None, stderr=stderr[-600:])
+        return dict(status="NOREPORT", wall=0.0, rss_kib=0, checksum=None, metrics={}, stderr=stderr[-600:])
     code = os.waitstatus_to_exitcode(int(rep["status"]))
     checksum = None
+    metrics = {}
     for line in stdout.splitlines():
+        f = line.split()
         if line.startswith("checksum "):
-            checksum = line.split()[1]
+            checksum = f[1]
+        elif len(f) == 3 and f[0] in METRIC_UNITS:
+            try:
+                metrics[f[0] + " " + f[1]] = float(f[2])
+            except ValueError:
+                pass
     if rep["timedout"] == "1":
         state = "TIMEOUT"
     elif code < 0:
@@ -152,7 +189,7 @@ def run_once(argv, lib, env, timeout):
     else:
         state = "ok"
     return dict(status=state, wall=int(rep["wall_ns"]) / 1e9, rss_kib=int(rep["maxrss_kib"]),
-                checksum=checksum, stderr=stderr[-600:] if state != "ok" else "")
+                checksum=checksum, metrics=metrics, stderr=stderr[-600:] if state != "ok" else "")
 
 
 def median(xs):
@@ -233,11 +270,11 @@ def summarize(benches, allocs, runs):
                 c["time_vs_" + base] = c["wall"] / bc["wall"] if usable else None
                 c["rss_vs_" + base] = c["rss_kib"] / bc["rss_kib"] if usable else None
         summary[b["name"]] = row
-    geo = {}
+    geo = {}          # over the speed benchmarks only: the memory ones are reported apart
     for a in allocs:
         g = {}
         for key in ("time_vs_glibc", "time_vs_mimalloc", "rss_vs_glibc", "rss_vs_mimalloc"):
-            xs = [summary[b["name"]][a][key] for b in benches]
+            xs = [summary[b["name"]][a][key] for b in benches if not is_memory(b)]
             g[key] = geomean(xs)
             g[key + "_n"] = len([x for x in xs if x is not None])
         geo[a] = g
@@ -270,7 +307,8 @@ def ratio_cell(key):
 
 
 def tables(benches, allocs, summary, geo, rounds):
-    out = []
+    out = ["The speed suite; its geometric means (\"geomean\" rows) are over these %d benchmarks only. "
+           "The memory programs are in the Memory section below.\n" % len(benches)]
     out.append("### Wall time: median of %d rounds (spread = (max - min) / median)\n" % rounds)
     out.append(md_table(benches, allocs, summary, geo,
                         lambda c: "%s (%.0f%%)" % (fmt_time(c["wall"]), 100 * c["spread"])
@@ -283,6 +321,170 @@ def tables(benches, allocs, summary, geo, rounds):
     for base in ("glibc", "mimalloc"):
         out.append("\n### Peak RSS ratio to %s (lower is smaller)\n" % base)
         out.append(md_table(benches, allocs, summary, geo, ratio_cell("rss_vs_" + base), "rss_vs_" + base))
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- memory section
+
+TARGET_MIB = 2.0    # my_alloc's target: within 2 MiB of the start within 1 s of freeing all
+
+
+def metric(key, scale=1.0):
+    """One value a program printed ("unit label"), times scale; None when it did not."""
+    return lambda r: r["metrics"][key] * scale if key in r["metrics"] else None
+
+
+def above(key, base):
+    """MiB by which the RSS sample `key` exceeds the sample `base` in the same run."""
+    return lambda r: ((r["metrics"][key] - r["metrics"][base]) / 1024
+                      if key in r["metrics"] and base in r["metrics"] else None)
+
+
+def peak_mib(r):
+    return r["rss_kib"] / 1024
+
+
+def rss_rows(phase):
+    """rss_return rows for one phase; `target` rows are checked against TARGET_MIB."""
+    k = "rss_kib %s_" % phase
+    return [
+        dict(label="RSS at start, MiB", fn=metric(k + "start", 1 / 1024)),
+        dict(label="allocated: RSS above start, MiB", fn=above(k + "peak", k + "start")),
+        dict(label="right after freeing all, above start, MiB", fn=above(k + "freed", k + "start"), target=True),
+        dict(label="1 s later, above start, MiB", fn=above(k + "later", k + "start"), target=True),
+        dict(label="1 s later + one malloc/free, above start, MiB", fn=above(k + "poked", k + "start"), target=True),
+        dict(label="time to allocate and write, ms", fn=metric("ms %s_alloc" % phase), fmt="%.0f"),
+        dict(label="time to free all, ms", fn=metric("ms %s_free" % phase), fmt="%.0f"),
+    ]
+
+
+# Rows of the memory tables, per program. fn gives a run's value (the cell is the median over
+# the rounds that succeeded); ratio=True adds a row "... / glibc" of the medians' ratio.
+MEMORY_ROWS = {
+    "rss_large": rss_rows("large"),
+    "rss_small": rss_rows("small"),
+    "fragment": [
+        dict(label="peak RSS (ru_maxrss), MiB", fn=peak_mib, ratio=True),
+        dict(label="RSS with the small blocks, MiB", fn=metric("rss_kib small", 1 / 1024)),
+        dict(label="RSS after freeing every other one, MiB", fn=metric("rss_kib half", 1 / 1024)),
+        dict(label="RSS at the end (larger blocks added), MiB", fn=metric("rss_kib end", 1 / 1024), ratio=True),
+        dict(label="RSS after freeing everything, MiB", fn=metric("rss_kib freed", 1 / 1024)),
+        dict(label="wall time, s", fn=lambda r: r["wall"], fmt="%.3f", ratio=True),
+    ],
+    "realloc_big": [
+        dict(label="peak RSS (ru_maxrss), MiB", fn=peak_mib, ratio=True),
+        dict(label="RSS with the buffer at full size, MiB", fn=metric("rss_kib end", 1 / 1024)),
+        dict(label="RSS after freeing everything, MiB", fn=metric("rss_kib freed", 1 / 1024)),
+        dict(label="growth time (all reallocs and page writes), ms", fn=metric("ms grow"), fmt="%.0f", ratio=True),
+        dict(label="reallocs that moved the buffer", fn=metric("count moved"), fmt="%.0f"),
+    ],
+}
+
+
+def memory_summary(benches, allocs, runs, summary):
+    """Per memory program and row: median, min, max over the successful runs, per allocator;
+    ratio rows; and for target rows whether my_alloc's median is within TARGET_MIB."""
+    out = {}
+    for b in benches:
+        if not is_memory(b) or b["name"] not in MEMORY_ROWS:
+            continue
+        rows = []
+        for spec in MEMORY_ROWS[b["name"]]:
+            cells = {}
+            for a in allocs:
+                vals = [v for v in (spec["fn"](r) for r in runs[b["name"]][a] if r["status"] == "ok") if v is not None]
+                cells[a] = dict(median=median(vals), min=min(vals) if vals else None,
+                                max=max(vals) if vals else None, n=len(vals),
+                                failed=summary[b["name"]][a]["failed"])
+            row = dict(label=spec["label"], fmt=spec.get("fmt", "%.1f"), cells=cells)
+            if spec.get("target") and "my_alloc" in cells and cells["my_alloc"]["median"] is not None \
+                    and not cells["my_alloc"]["failed"]:
+                c = cells["my_alloc"]
+                row["target"] = dict(limit_mib=TARGET_MIB, met=c["median"] <= TARGET_MIB, median=c["median"],
+                                     every_round=c["max"] <= TARGET_MIB, worst=c["max"])
+            rows.append(row)
+            if spec.get("ratio"):
+                g = cells["glibc"]["median"] if "glibc" in cells and not cells["glibc"]["failed"] else None
+                rows.append(dict(label=spec["label"].split(",")[0] + ": ratio to glibc", fmt="ratio",
+                                 cells={a: dict(median=(cells[a]["median"] / g if g and cells[a]["median"] is not None
+                                                        and not cells[a]["failed"] else None),
+                                                failed=cells[a]["failed"]) for a in allocs}))
+        out[b["name"]] = rows
+    return out
+
+
+def memory_rows_md(rows, allocs, with_target):
+    lines = []
+    for row in rows:
+        cells = []
+        for a in allocs:
+            c = row["cells"][a]
+            if c["failed"]:
+                cells.append("FAILED (%s)" % c["failed"])
+            elif c["median"] is None:
+                cells.append("-")
+            elif row["fmt"] == "ratio":
+                cells.append(fmt_ratio(c["median"]))
+            else:
+                v = c["median"] if abs(c["median"]) >= 0.05 else 0.0     # no "-0.0"
+                cells.append(row["fmt"] % v)
+        if with_target:
+            t = row.get("target")
+            cells.append("" if not t else "%s (median %.2f, worst round %.2f)" % (
+                "yes" if t["met"] else "**NO**", t["median"], t["worst"]))
+        lines.append("| %s | %s |" % (row["label"], " | ".join(cells)))
+    return lines
+
+
+def memory_tables(benches, allocs, mem, runs, args):
+    """The "Memory" section of RESULTS.md (markdown)."""
+    by_name = {b["name"]: b for b in benches}
+    out = ["## Memory\n",
+           "Our memory programs, run in the same interleaved rounds as the benchmarks above. They "
+           "are reported here and **not** in the geometric means above: each is built around one "
+           "deliberately large live set (or, for rss_return, around what happens after freeing it), "
+           "so one of them would outweigh the whole suite. Cells are medians over the rounds "
+           "(MiB = 2^20 bytes).\n"]
+    head = "| measurement | " + " | ".join(allocs) + " |"
+    sep = "|---|" + "---:|" * len(allocs)
+    rss = [n for n in ("rss_large", "rss_small") if n in mem]
+    if rss:
+        rounds = ", ".join("%s %d" % (n, rounds_of(by_name[n], args.rounds)) for n in rss)
+        has_my = "my_alloc" in allocs
+        out.append("### rss_return: is freed memory given back, and how soon? (rounds: %s)\n" % rounds)
+        out.append("VmRSS sampled by the program itself. Each phase runs in its own process "
+                   "(`rss_return L 0`, `rss_return 0 S`), so that what one phase keeps cannot be "
+                   "reused by the other. '1 s later' follows a sleep(1) with no allocator call; "
+                   "'+ one malloc/free' is sampled after a single malloc(64)+free following it, "
+                   "for allocators that only give memory back when called. Target for my_alloc: "
+                   "within %.0f MiB of the start 1 s after freeing everything (the '1 s later' "
+                   "rows); the column on the right checks the median and shows the worst round.\n"
+                   % TARGET_MIB)
+        out.append(head[:-1] + ("| my_alloc within %.0f MiB? |" % TARGET_MIB if has_my else "|"))
+        out.append(sep + ("---|" if has_my else ""))
+        for n in rss:
+            blank = " |" * (len(allocs) + (1 if has_my else 0))
+            out.append("| **%s phase**: `rss_return %s` |%s" % (n[4:], " ".join(argv_of(by_name[n], args.quick)[1:]), blank))
+            out.extend(memory_rows_md(mem[n], allocs, has_my))
+        out.append("")
+    for n, title in (("fragment", "fragment: small holes, larger requests"),
+                     ("realloc_big", "realloc_big: one buffer grown by realloc")):
+        if n not in mem:
+            continue
+        b = by_name[n]
+        nr = rounds_of(b, args.rounds)
+        out.append("### %s (`%s`, %d round%s)\n" % (title, " ".join([n] + argv_of(b, args.quick)[1:]),
+                                                     nr, "" if nr == 1 else "s"))
+        if n == "fragment":
+            live = [r["metrics"] for a in allocs for r in runs[n][a] if r["status"] == "ok"][:1]
+            if live:
+                out.append("Live data (requested bytes, with the program's own pointer arrays): "
+                           "%.1f MiB with all small blocks, %.1f MiB after freeing half, %.1f MiB at the end.\n"
+                           % tuple(live[0].get("live_kib " + k, 0) / 1024 for k in ("small", "half", "end")))
+        out.append(head)
+        out.append(sep)
+        out.extend(memory_rows_md(mem[n], allocs, False))
+        out.append("")
     return "\n".join(out) + "\n"
 
 
@@ -334,6 +536,10 @@ def write_markdown(path, benches, allocs, missing, summary, geo, info, args, fai
     L.append("- my_alloc: commit %s, library sha256 %s" % (info["my_alloc_commit"], info["my_alloc_lib_sha256"]))
     L.append("- rounds: %d per allocator per benchmark, interleaved (%s), after one untimed warm-up run under glibc"
              % (args.rounds, " ".join(allocs)))
+    capped = [b for b in benches if rounds_of(b, args.rounds) < args.rounds]
+    if capped:
+        L.append("- fewer rounds for %s: %s (each run sleeps 1 s by design)" % (
+            ", ".join(b["name"] for b in capped), ", ".join(str(rounds_of(b, args.rounds)) for b in capped)))
     L.append("- load average (1 min): %.2f at start, %.2f at end" % (info["loadavg_start"], info["loadavg_end"]))
     if missing:
         L.append("- NOT RUN (library not installed): " + ", ".join(missing))
@@ -344,11 +550,11 @@ def write_markdown(path, benches, allocs, missing, summary, geo, info, args, fai
                                                  info["cores"], ", ".join("%s: %d" % (b["name"], b["threads"]) for b in over)))
     L.append("\n![chart](results.svg)\n")
     L.append("## Benchmarks\n")
-    L.append("| name | threads | what | arguments |")
-    L.append("|---|---:|---|---|")
+    L.append("| name | section | threads | what | arguments |")
+    L.append("|---|---|---:|---|---|")
     for b in benches:
-        L.append("| %s | %d | %s | `%s` |" % (b["name"], b["threads"], b["desc"],
-                                             " ".join(b["quick"] if args.quick else b["full"])))
+        L.append("| %s | %s | %d | %s | `%s` |" % (b["name"], "Memory" if is_memory(b) else "Results", b["threads"],
+                                                  b["desc"], " ".join(b["quick"] if args.quick else b["full"])))
     L.append("\n## Results\n")
     L.append(table_text)
     if failures:
@@ -369,7 +575,7 @@ def write_markdown(path, benches, allocs, missing, summary, geo, info, args, fai
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, 3 rounds (for a smoke test)")
-    ap.add_argument("--rounds", type=int, help="rounds per allocator (default 7, quick 3)")
+    ap.add_argument("--rounds", type=int, help="rounds per allocator (default 7, quick 3; rss_large and rss_small at most 5)")
     ap.add_argument("--only", help="comma-separated benchmark names")
     ap.add_argument("--allocators", help="comma-separated allocator names")
     ap.add_argument("--my-alloc", default=MY_ALLOC_LIB, help="my_alloc library to test (default: %(default)s)")
@@ -431,7 +637,7 @@ def main():
         warm = run_once(argv, None, env_of(b), timeout)
         reference[b["name"]] = warm["checksum"] if warm["status"] == "ok" else None
         gave_up = set()
-        for rnd in range(1, args.rounds + 1):
+        for rnd in range(1, rounds_of(b, args.rounds) + 1):
             for a in allocs:
                 if a in gave_up:
                     continue
@@ -457,7 +663,11 @@ def main():
     info["loadavg_end"] = os.getloadavg()[0]
     info["elapsed_s"] = round(time.time() - t_start, 1)
     summary, geo = summarize(benches, allocs, runs)
-    table_text = tables(benches, allocs, summary, geo, args.rounds)
+    speed = [b for b in benches if not is_memory(b)]
+    mem = memory_summary(benches, allocs, runs, summary)
+    table_text = tables(speed, allocs, summary, geo, args.rounds) if speed else ""
+    if mem:
+        table_text += "\n" + memory_tables(benches, allocs, mem, runs, args)
     print()
     print(table_text)
 
@@ -467,14 +677,18 @@ def main():
     svg = os.path.join(args.out_dir, "results.svg")
     js = os.path.join(args.out_dir, "results.json")
     write_markdown(md, benches, allocs, missing, summary, geo, info, args, failures, table_text)
-    write_svg(svg, benches, allocs, summary, geo, info, args.quick)
+    if speed:
+        write_svg(svg, speed, allocs, summary, geo, info, args.quick)     # the speed suite only
     with open(js, "w") as f:
         json.dump(dict(
             format=1, mode="quick" if args.quick else "full", rounds=args.rounds, info=info,
             allocators={a: libs[a] for a in allocs}, missing=missing,
-            benchmarks=[dict(name=b["name"], threads=b["threads"], desc=b["desc"],
-                             argv=argv_of(b, args.quick), env=b.get("env", {})) for b in benches],
+            benchmarks=[dict(name=b["name"], threads=b["threads"], desc=b["desc"], group=b.get("group", "speed"),
+                             rounds=rounds_of(b, args.rounds), argv=argv_of(b, args.quick), env=b.get("env", {}))
+                        for b in benches],
             reference_checksums=reference, summary=summary, geomean=geo,
+            geomean_over=[b["name"] for b in speed],
+            memory={n: [{k: v for k, v in row.items() if k != "fmt"} for row in rows] for n, rows in mem.items()},
             runs={b: {a: [{k: v for k, v in r.items() if k != "stderr" or v} for r in rs]
                       for a, rs in per.items()} for b, per in runs.items()},
             failures=failures,

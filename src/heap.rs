@@ -65,12 +65,16 @@ const RECENT_UNMAPPED: usize = 64;
 pub const FOOTER_CHECKED: u64 = 1;
 /// Prefix bit of a mapped block: allocated in checking mode.
 const PREFIX_CHECKED: usize = 1;
-/// Where a big free block keeps the purge epoch it was freed in (after its header and links).
+/// A big free block's bookkeeping, after its header and links: the purge epoch it was freed in,
+/// and the range of its pages already given back (`[start, end)`, absolute; empty if start >=
+/// end), so that a purge advises only what is new.
 const FREED_EPOCH: usize = HEADER + 2 * WORD;
-/// Stamp of a free block whose pages were given back already.
-const PURGED: u64 = u64::MAX;
-/// Bytes at a free block's start that purging keeps (header, links, stamp), rounded up to a page.
-const PURGE_KEEP: usize = FREED_EPOCH + WORD;
+const PURGED_START: usize = FREED_EPOCH + WORD;
+const PURGED_END: usize = PURGED_START + WORD;
+/// Bytes at a free block's start that purging keeps (header, links, bookkeeping).
+const PURGE_KEEP: usize = PURGED_END + WORD;
+/// No pages purged.
+const NOT_PURGED: (usize, usize) = (0, 0);
 /// Blocks scanned in the request's own bin before moving to a bigger bin.
 const BIN_SCAN_LIMIT: usize = 16;
 const BITMAP_WORDS: usize = NUM_CLASSES.div_ceil(64);
@@ -317,14 +321,30 @@ impl Core {
 
     /// Puts a free block where it belongs: the top if it ends at the growable segment's fence,
     /// otherwise its bin. It must not have a `FREE` neighbour.
-    unsafe fn insert(&mut self, b: usize, size: usize) {
+    /// The range of a FREE block's pages already given back (empty for small blocks). Read it
+    /// before the block is changed.
+    unsafe fn purged_range(&self, b: usize, size: usize) -> (usize, usize) {
+        if size < PURGE_MIN {
+            return NOT_PURGED;
+        }
+        // SAFETY: a FREE block this big holds its bookkeeping after its links.
+        unsafe { (*((b + PURGED_START) as *const usize), *((b + PURGED_END) as *const usize)) }
+    }
+
+    /// As `insert`, for a block some of whose pages were given back already (`purged`, clipped to
+    /// the block).
+    unsafe fn insert_range(&mut self, b: usize, size: usize, purged: (usize, usize)) {
         // SAFETY: the caller owns [b, b + size).
         unsafe { block::write_tags(b, size, FREE, self.secret) };
         self.free_bytes += size;
         self.free_blocks += 1;
         if size >= PURGE_MIN {
-            // SAFETY: a block this big has room for the stamp after its two links.
-            unsafe { *((b + FREED_EPOCH) as *mut u64) = self.epoch };
+            // SAFETY: a block this big has room for its bookkeeping after its two links.
+            unsafe {
+                *((b + FREED_EPOCH) as *mut u64) = self.epoch;
+                *((b + PURGED_START) as *mut usize) = purged.0.max(b + PURGE_KEEP);
+                *((b + PURGED_END) as *mut usize) = purged.1.min(b + size - WORD);
+            }
         }
         if b + size == self.fence {
             self.top = b;
@@ -384,6 +404,8 @@ impl Core {
                 fatal(func, "corrupted boundary tag before", b + HEADER);
             }
             let left_size = block::size_of(f);
+            // The merged block keeps the larger purged range of its free neighbours.
+            let mut purged = NOT_PURGED;
             if left_size != 0 {
                 let l = b - left_size;
                 let lh = self.header(l, func);
@@ -391,6 +413,7 @@ impl Core {
                     fatal(func, "boundary tag disagrees with header at", l + HEADER);
                 }
                 if block::state_of(lh) == FREE {
+                    purged = self.purged_range(l, left_size);
                     self.unlink(l, left_size);
                     // The absorbed header stays behind as stale bytes: mark it FREE so that a
                     // second free of this pointer is still recognised as a double free.
@@ -403,10 +426,14 @@ impl Core {
             let rh = self.header(r, func);
             if block::state_of(rh) == FREE {
                 let right_size = block::size_of(rh);
+                let right_purged = self.purged_range(r, right_size);
+                if right_purged.1.saturating_sub(right_purged.0) > purged.1.saturating_sub(purged.0) {
+                    purged = right_purged;
+                }
                 self.unlink(r, right_size);
                 size += right_size;
             }
-            self.insert(b, size);
+            self.insert_range(b, size, purged);
         }
     }
 
@@ -470,14 +497,15 @@ impl Core {
 
     /// Gives the first `need` bytes of the unlinked free block `(b, size)` the state `state`,
     /// returning the rest to the free lists. `need` is a valid block size <= `size`.
-    unsafe fn carve(&mut self, b: usize, size: usize, need: usize, state: u64) -> usize {
+    unsafe fn carve(&mut self, b: usize, size: usize, need: usize, state: u64, purged: (usize, usize)) -> usize {
         let rest = size - need;
         // SAFETY: the caller owns [b, b + size).
         unsafe {
             if rest >= MIN_BLOCK {
                 block::write_tags(b, need, state, self.secret);
-                // The rest's right neighbour was the free block's neighbour: never FREE.
-                self.insert(b + need, rest);
+                // The rest's right neighbour was the free block's neighbour: never FREE. It keeps
+                // what was purged of its pages.
+                self.insert_range(b + need, rest, purged);
                 need
             } else {
                 block::write_tags(b, size, state, self.secret);
@@ -807,7 +835,8 @@ impl<S: Source> Heap<S> {
             // SAFETY: the heap lock is held; take returns an unlinked free block we now own.
             unsafe {
                 let (b, size) = self.take_or_grow(core, need)?;
-                core.carve(b, size, need, state);
+                let purged = core.purged_range(b, size);
+                core.carve(b, size, need, state, purged);
                 Some(b)
             }
         })
@@ -868,9 +897,10 @@ impl<S: Source> Heap<S> {
                 let old_top = core.top;
                 if old_top != 0 {
                     let size = block::size_of(core.header(old_top, "malloc"));
+                    let purged = core.purged_range(old_top, size);
                     core.unlink(old_top, size);
                     core.fence = 0;
-                    core.insert(old_top, size);
+                    core.insert_range(old_top, size, purged);
                 }
                 core.fence = r.start + r.len - WORD;
                 core.write_fence(core.fence);
@@ -967,6 +997,7 @@ impl<S: Source> Heap<S> {
                 while n < max {
                     let found = if n == 0 { self.take_or_grow(core, size) } else { core.take(size) };
                     let Some((b, got)) = found else { break };
+                    let purged = core.purged_range(b, got);
                     let mut k = (got / size).min(max - n);
                     let mut rest = got - k * size;
                     if rest != 0 && rest < MIN_BLOCK && k > 1 {
@@ -986,7 +1017,7 @@ impl<S: Source> Heap<S> {
                         head = p;
                     }
                     if rest >= MIN_BLOCK {
-                        core.insert(b + k * size, rest);
+                        core.insert_range(b + k * size, rest, purged);
                     }
                     n += k;
                 }
@@ -1085,8 +1116,11 @@ impl<S: Source> Heap<S> {
         if core.top != 0 {
             // SAFETY: the top is a FREE block in the growable segment.
             let top_size = block::size_of(unsafe { block::load(core.top) });
-            if top_size > self.trim_threshold.load(Ordering::Relaxed).max(2 * self.mmap_threshold())
-                && (nearly_empty || now.wrapping_sub(core.last_grow_ms) >= decay)
+            if nearly_empty {
+                // Nothing worth keeping for the next growth either.
+                self.trim_top(core, 0);
+            } else if top_size > self.trim_threshold.load(Ordering::Relaxed).max(2 * self.mmap_threshold())
+                && now.wrapping_sub(core.last_grow_ms) >= decay
             {
                 self.trim_top(core, TRIM_KEEP);
             }
@@ -1094,10 +1128,9 @@ impl<S: Source> Heap<S> {
         // The mark follows free_bytes down (allocation, trimming), so it measures what was freed
         // since the last forced purge.
         core.free_at_forced_purge = core.free_at_forced_purge.min(core.free_bytes);
-        if nearly_empty && core.free_bytes > core.free_at_forced_purge + PURGE_MIN.max(core.free_at_forced_purge / 8) {
-            // Free blocks the top could not absorb (a few live blocks sit above them) go too;
-            // again only once an eighth more has been freed, so that a stream of frees does not
-            // rescan (and re-advise) the same big block each time.
+        if nearly_empty && core.free_bytes >= core.free_at_forced_purge + PURGE_MIN {
+            // Free blocks the top could not absorb (a few live blocks sit above them) go too,
+            // each time another PURGE_MIN has been freed (a purge advises only new pages).
             self.purge(core, now, true);
             core.free_at_forced_purge = core.free_bytes;
         } else if now.wrapping_sub(core.last_purge_ms) >= decay / 2 {
@@ -1113,20 +1146,29 @@ impl<S: Source> Heap<S> {
         for c in class_of(PURGE_MIN)..NUM_CLASSES {
             let mut b = core.bins[c];
             while b != 0 {
-                // SAFETY: bin entries are FREE blocks we own under the heap lock; the stamp word
-                // follows their links, and only whole pages between the stamp and the footer
+                // SAFETY: bin entries are FREE blocks we own under the heap lock; their
+                // bookkeeping follows their links, and only whole pages between it and the footer
                 // are given back.
                 unsafe {
                     let size = block::size_of(block::load(b));
-                    let stamp = (b + FREED_EPOCH) as *mut u64;
-                    if size >= PURGE_MIN && *stamp != PURGED && (force || *stamp + 2 <= core.epoch) {
+                    let stamp = *((b + FREED_EPOCH) as *const u64);
+                    if size >= PURGE_MIN && (force || stamp + 2 <= core.epoch) {
                         let start = round_up(b + PURGE_KEEP, PAGE);
                         let end = (b + size - WORD) & !(PAGE - 1);
+                        let (done_start, done_end) = core.purged_range(b, size);
                         if end > start {
-                            self.source.purge(start, end - start);
-                            purged += end - start;
+                            // Only what is not given back already: around the recorded range.
+                            let (ds, de) = (done_start.clamp(start, end), done_end.clamp(start, end));
+                            let pieces = if ds < de { [(start, ds), (de, end)] } else { [(start, end), (end, end)] };
+                            for (from, to) in pieces {
+                                if to > from {
+                                    self.source.purge(from, to - from);
+                                    purged += to - from;
+                                }
+                            }
+                            *((b + PURGED_START) as *mut usize) = start;
+                            *((b + PURGED_END) as *mut usize) = end;
                         }
-                        *stamp = PURGED;
                     }
                     b = link_next(b);
                 }
@@ -1166,8 +1208,9 @@ impl<S: Source> Heap<S> {
             }
             core.fence -= excess;
             core.write_fence(core.fence);
+            let purged = core.purged_range(t, size);
             core.unlink(t, size);
-            core.insert(t, size - excess);
+            core.insert_range(t, size - excess, purged);
             core.heap_bytes -= excess;
             self.pages.clear(core.fence + WORD, excess);
             excess
@@ -1216,8 +1259,9 @@ impl<S: Source> Heap<S> {
                     let rh = core.header(r, "realloc");
                     let right = block::size_of(rh);
                     if block::state_of(rh) == FREE && size + right >= need {
+                        let purged = core.purged_range(r, right);
                         core.unlink(r, right);
-                        core.carve(b, size + right, need, IN_USE);
+                        core.carve(b, size + right, need, IN_USE, purged);
                         return true;
                     }
                     false
@@ -1261,6 +1305,7 @@ impl<S: Source> Heap<S> {
             // SAFETY: under the heap lock; the taken block is ours to cut.
             unsafe {
                 let (b, size) = self.take_or_grow(core, want)?;
+                let purged = core.purged_range(b, size);
                 let mut p = round_up(b + HEADER, align);
                 while p != b + HEADER && p - (b + HEADER) < MIN_BLOCK {
                     p += align;
@@ -1268,9 +1313,9 @@ impl<S: Source> Heap<S> {
                 let lead = p - (b + HEADER);
                 if lead > 0 {
                     // The leading piece's left neighbour was the free block's: never FREE.
-                    core.insert(b, lead);
+                    core.insert_range(b, lead, purged);
                 }
-                core.carve(b + lead, size - lead, need, IN_USE);
+                core.carve(b + lead, size - lead, need, IN_USE, purged);
                 self.counters.out(class_of(need), 1);
                 Some(p)
             }

@@ -540,8 +540,10 @@ fn double_free_of_a_small_block_is_caught() {
 #[should_panic(expected = "free(): double free of")]
 fn double_free_of_a_coalesced_block_is_caught() {
     let h = new_heap(16 << 20);
+    let _live = h.malloc(200_000).unwrap(); // the heap is not nearly empty: nothing is trimmed
     let a = h.malloc(50_000).unwrap();
     let b = h.malloc(50_000).unwrap();
+    let _guard = h.malloc(50_000).unwrap();
     h.free(a);
     h.free(b); // b merges into a: its header is stale but still says FREE
     h.free(b);
