@@ -119,7 +119,7 @@ fn dealloc_slow(p: usize, h: u64, func: &str) {
         if !tc.is_null() {
             // SAFETY: this thread's own cache; after the flush the bin has room.
             unsafe {
-                (*tc).flush_all(c);
+                (*tc).flush_full(c);
                 if (*tc).push(c, p, h) {
                     set_errno(saved);
                     return;

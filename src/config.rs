@@ -98,3 +98,7 @@ pub const CACHE_BYTES_PER_CLASS: usize = 16 * 1024;
 pub const CACHE_MIN_BLOCKS: usize = 4;
 /// ...and never so many that one class hoards memory.
 pub const CACHE_MAX_BLOCKS: usize = 64;
+
+/// Every this many refills and flushes, a thread cache gives back the bins it has not allocated
+/// from since the previous time.
+pub const CACHE_GC_EVENTS: u32 = 64;

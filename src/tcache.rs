@@ -18,7 +18,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use crate::block::{self, FLIP_IN_USE_QUICK};
-use crate::config::{CACHE_BYTES_PER_CLASS, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS, PAGE, THREAD_SAFE};
+use crate::config::{CACHE_BYTES_PER_CLASS, CACHE_GC_EVENTS, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS, PAGE, THREAD_SAFE};
 use crate::global::HEAP;
 use crate::size_class::{NUM_QUICK, QUICK_SIZE};
 use crate::source::Source;
@@ -46,6 +46,8 @@ pub struct Bin {
     pub refilled: AtomicU64,
     /// Blocks flushed to the heap.
     pub flushed: AtomicU64,
+    /// `pops` at the last collection: a bin whose count has not moved since is idle.
+    pops_at_gc: u64,
 }
 
 impl Bin {
@@ -72,6 +74,8 @@ fn bump(counter: &AtomicU64, by: u64) {
 pub struct ThreadCache {
     /// One bin per quick class.
     pub bins: [Bin; NUM_QUICK],
+    /// Refills and flushes since the last collection of idle bins.
+    slow_events: u32,
     /// Next cache on the registry of all caches ever made.
     registry_next: *mut ThreadCache,
     /// Next parked cache, while no thread owns this one.
@@ -194,6 +198,8 @@ impl ThreadCache {
     /// Refills bin `c` with half its capacity and pops one block; 0 if memory is exhausted.
     #[cold]
     pub fn refill_and_pop(&mut self, c: usize) -> usize {
+        // Collect first: the collection may empty any bin, this one included.
+        self.note_slow_event();
         let bin = &mut self.bins[c];
         let want = (bin.max as usize / 2).max(1);
         let (head, tail, n) = HEAP.refill(c, want);
@@ -206,6 +212,31 @@ impl ThreadCache {
         bump(&bin.refills, 1);
         bump(&bin.refilled, n as u64);
         self.pop(c)
+    }
+
+    /// Counts a refill or flush; every `CACHE_GC_EVENTS` of them, gives back the bins this thread
+    /// has not allocated from since the last time, so that blocks of classes it no longer uses do
+    /// not pin memory. (Costs the hot paths nothing: it reads the pop counters they keep.)
+    fn note_slow_event(&mut self) {
+        self.slow_events += 1;
+        if self.slow_events < CACHE_GC_EVENTS {
+            return;
+        }
+        self.slow_events = 0;
+        for c in 0..NUM_QUICK {
+            let pops = self.bins[c].pops.load(Ordering::Relaxed);
+            if pops == self.bins[c].pops_at_gc && self.bins[c].count > 0 {
+                self.flush_all(c);
+            }
+            self.bins[c].pops_at_gc = pops;
+        }
+    }
+
+    /// Flushes the full bin `c` (a `free` found no room), counting the event for collection.
+    #[cold]
+    pub fn flush_full(&mut self, c: usize) {
+        self.note_slow_event();
+        self.flush_all(c);
     }
 
     /// Moves all of bin `c` to the heap's quick list, in one splice (the bin knows its tail).
