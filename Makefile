@@ -4,6 +4,7 @@
 #   make demo       build, then run a real program under the library with statistics, and draw its
 #                   heap picture (target/demo-heap.svg)
 #   make test       every test: header, Rust unit tests, C tests (linked and preloaded), real programs
+#   make soak       the soak test at full size (make test runs it small), linked and preloaded
 #   make install    PREFIX=/usr/local (and DESTDIR): library with soname links, static library,
 #                   header, pkg-config file, the my_alloc command; make uninstall removes them
 #   make clean
@@ -31,7 +32,7 @@ export MY_ALLOC_THREAD_SAFE := $(THREAD_SAFE)
 endif
 
 .PHONY: all build demo test check-header rust-tests settings-tests c-tests real-tests install-test \
-        install uninstall clean
+        install uninstall soak clean
 
 all: build
 
@@ -78,6 +79,16 @@ real-tests: build
 
 # make bench, bench-quick, bench-callgrind: see bench/README.md.
 include bench/bench.mk
+
+# The soak test at full size (ten times what make test runs), linked and preloaded.
+SOAK_SCALE ?= 10
+soak: build
+	mkdir -p c_tests/bin
+	$(CC) -O1 -g -fno-builtin -pthread -Iinclude -o c_tests/bin/soak.linked c_tests/soak.c \
+	  -L$(LIB_DIR) -lmy_alloc -Wl,-rpath,$(CURDIR)/$(LIB_DIR) -ldl
+	$(CC) -O1 -g -fno-builtin -pthread -Iinclude -o c_tests/bin/soak.plain c_tests/soak.c -ldl
+	SOAK_SCALE=$(SOAK_SCALE) c_tests/bin/soak.linked
+	SOAK_SCALE=$(SOAK_SCALE) LD_PRELOAD=$(CURDIR)/$(LIB) c_tests/bin/soak.plain
 
 # Installation: the versioned shared library and its soname links, the static library, the
 # header, a pkg-config file and the my_alloc command.

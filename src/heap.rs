@@ -816,8 +816,10 @@ impl<S: Source> Heap<S> {
                 let p = q.head;
                 q.head = self.next_quick(p, secret);
                 q.len -= 1;
-                drop(q);
+                // The byte count changes under the list's lock, so that a fork (whose handler
+                // holds every lock) never sees the two disagree.
                 self.quick_bytes.fetch_sub(QUICK_SIZE[c] as usize, Ordering::Relaxed);
+                drop(q);
                 // SAFETY: p was a QUICK block of ours; now it is the caller's.
                 unsafe { block::word_at(p - HEADER).fetch_xor(FLIP_IN_USE_QUICK, Ordering::Relaxed) };
                 self.counters.out(c, 1);
@@ -922,12 +924,12 @@ impl<S: Source> Heap<S> {
                 let taken = (q.head, q.len);
                 q.head = 0;
                 q.len = 0;
+                self.quick_bytes.fetch_sub(taken.1 * QUICK_SIZE[c] as usize, Ordering::Relaxed);
                 taken
             };
             if n == 0 {
                 continue;
             }
-            self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
             while p != 0 {
                 let next = self.next_quick(p, secret);
                 let b = p - HEADER;
@@ -967,10 +969,10 @@ impl<S: Source> Heap<S> {
                 }
                 q.head = next;
                 q.len -= n;
+                self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
                 drop(q);
                 // SAFETY: tail is a QUICK block we now own.
                 unsafe { *(tail as *mut usize) = block::encode_link(tail, 0, secret) };
-                self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
                 self.counters.out(c, n);
                 return (head, tail, n);
             }
@@ -1036,9 +1038,9 @@ impl<S: Source> Heap<S> {
         unsafe { *(tail as *mut usize) = block::encode_link(tail, q.head, secret) };
         q.head = head;
         q.len += n;
+        let parked = self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed) + n * QUICK_SIZE[c] as usize;
         drop(q);
         self.counters.back(c, n);
-        let parked = self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed) + n * QUICK_SIZE[c] as usize;
         // Much memory parked by class is fine while it is what the program asks for next (a
         // program freeing and reallocating the same sizes reuses it through refills). It is
         // hoarded when refills keep carving fresh blocks meanwhile: then coalesce it, so that
@@ -1086,8 +1088,8 @@ impl<S: Source> Heap<S> {
             unsafe { *(p as *mut usize) = block::encode_link(p, q.head, secret) };
             q.head = p;
             q.len += 1;
-            drop(q);
             self.quick_bytes.fetch_add(size, Ordering::Relaxed);
+            drop(q);
             self.counters.back(c, 1);
             return;
         }

@@ -1,0 +1,34 @@
+/* A buffer overflow off the end of one block that runs 16 bytes on, over its footer and into the
+ * header of the adjacent block of the same size. Freeing that neighbour detects its smashed
+ * header (default mode).
+ * EXPECT: my_alloc: free(): corrupted block header */
+#include "misuse.h"
+
+#include <malloc.h>
+
+#define N 40
+#define SIZE 48 /* a 48-byte request: 64-byte blocks */
+
+int main(void) {
+    busy_heap();
+    char *blk[N];
+    for (int i = 0; i < N; i++) {
+        blk[i] = malloc(SIZE);
+        memset(blk[i], 'a' + i % 26, SIZE);
+    }
+    /* Find a block whose neighbour in memory is another of ours. */
+    size_t usable = malloc_usable_size(blk[0]);
+    size_t stride = usable + 16; /* header and footer */
+    char *a = NULL, *b = NULL;
+    for (int i = 0; i < N && !a; i++)
+        for (int j = 0; j < N; j++)
+            if (blk[j] == blk[i] + stride) { a = blk[i]; b = blk[j]; break; }
+    if (!a) {
+        fprintf(stderr, "misuse_overflow_into_next: no two adjacent blocks found\n");
+        return 1;
+    }
+    volatile char *va = a;
+    for (size_t k = 0; k < usable + 16; k++) va[k] = 'X'; /* 16 bytes past the end */
+    free(b); /* detected here */
+    return 0; /* not reached */
+}
