@@ -21,21 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* VmRSS in KiB, read without stdio. */
-static long vm_rss_kib(void)
-{
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-    if (fd >= 0)
-        close(fd);
-    char *p = n > 0 ? (buf[n] = 0, strstr(buf, "VmRSS:")) : NULL;
-    if (!p) {
-        fprintf(stderr, "cannot read VmRSS from /proc/self/status\n");
-        exit(5);
-    }
-    return strtol(p + 6, NULL, 10);
-}
 
 int main(int argc, char **argv)
 {

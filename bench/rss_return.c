@@ -32,29 +32,6 @@
 
 #define PAGE 4096
 
-/* VmRSS in KiB, read without stdio (which would allocate a FILE and a buffer). */
-static long vm_rss_kib(void)
-{
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0) {
-        perror("/proc/self/status");
-        exit(5);
-    }
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) {
-        fprintf(stderr, "cannot read /proc/self/status\n");
-        exit(5);
-    }
-    buf[n] = 0;
-    char *p = strstr(buf, "VmRSS:");
-    if (!p) {
-        fprintf(stderr, "no VmRSS in /proc/self/status\n");
-        exit(5);
-    }
-    return strtol(p + 6, NULL, 10);
-}
 
 static double now_ms(void)
 {

@@ -385,15 +385,7 @@ where
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font((FONT, 15))
-        .draw()?;
-    no_samples_note(&mut chart, profile)?;
-    Ok(())
+    finish_time_panel(&mut chart, profile)
 }
 
 fn draw_fragmentation<DB: DrawingBackend>(
@@ -443,6 +435,17 @@ where
         ))?
         .label(LABEL_GAP)
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], COLOR_GAP.stroke_width(3)));
+    finish_time_panel(&mut chart, profile)
+}
+
+/// The end of a panel over time: its legend at the upper right, and a note if it has no samples.
+fn finish_time_panel<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    profile: &Profile,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -450,8 +453,7 @@ where
         .border_style(BLACK.mix(0.4))
         .label_font((FONT, 15))
         .draw()?;
-    no_samples_note(&mut chart, profile)?;
-    Ok(())
+    no_samples_note(chart, profile)
 }
 
 /// Says so in the panel when there is nothing to draw in it.
