@@ -1200,6 +1200,8 @@ impl<S: Source> Heap<S> {
                 return false;
             }
             let excess = (size - keep) & !(PAGE - 1);
+            // Read before the tail goes: the bookkeeping may lie in the pages given back.
+            let purged = core.purged_range(t, size);
             let seg = core.seg as *mut Segment;
             let len = (*seg).len.load(Ordering::Relaxed);
             let region = Region { start: core.seg, len, from_brk: (*seg).from_brk };
@@ -1210,7 +1212,6 @@ impl<S: Source> Heap<S> {
             }
             core.fence -= excess;
             core.write_fence(core.fence);
-            let purged = core.purged_range(t, size);
             core.unlink(t, size);
             core.insert_range(t, size - excess, purged);
             core.heap_bytes -= excess;

@@ -102,8 +102,12 @@ unsafe impl Source for TestSource {
         let start = s.base + s.used;
         s.used += len;
         s.budget -= len;
-        // SAFETY: fresh arena bytes (possibly dirty after a shrink): zero them like the OS would.
-        unsafe { std::ptr::write_bytes(start as *mut u8, 0, len) };
+        // SAFETY: arena pages, made accessible again after a shrink took them away; then zeroed
+        // like fresh memory from the OS.
+        unsafe {
+            assert_eq!(libc::mprotect(start as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE), 0);
+            std::ptr::write_bytes(start as *mut u8, 0, len);
+        }
         Some(Region { start, len, from_brk: true })
     }
     fn shrink(&self, region: Region, len: usize) -> bool {
@@ -112,6 +116,10 @@ unsafe impl Source for TestSource {
             return false;
         }
         s.used -= len;
+        // Like memory given back to the OS, the pages can no longer be touched: a heap that reads
+        // what it trimmed faults here instead of passing.
+        // SAFETY: whole pages of our own arena, which nobody may use until grown again.
+        assert_eq!(unsafe { libc::mprotect((s.base + s.used) as *mut libc::c_void, len, libc::PROT_NONE) }, 0);
         if s.budget != usize::MAX {
             s.budget += len;
         }
@@ -453,6 +461,27 @@ fn big_free_blocks_are_purged_after_the_decay_and_stay_usable() {
     let before = h.source().purged();
     assert!(h.trim(0));
     assert!(h.source().purged() > before);
+    h.check().unwrap();
+}
+
+#[test]
+fn trimming_to_nothing_leaves_no_access_to_the_pages_given_back() {
+    // The top's bookkeeping lies 32..48 bytes into it: place the top 40 bytes before a page
+    // boundary and trim it to its minimum, so that the boundary falls inside the bookkeeping.
+    // (The test source takes trimmed pages away; touching them faults.)
+    let h = new_heap(64 << 20);
+    let p = h.malloc(64).unwrap();
+    let top = p - 8 + 80; // the 64-byte request took an 80-byte block off the top
+    let want = (PAGE - 40).wrapping_sub(top % PAGE) % PAGE + 9 * PAGE; // beyond the quick classes
+    let q = h.malloc(want - BLOCK_OVERHEAD).unwrap();
+    assert_eq!((q - 8 + want) % PAGE, PAGE - 40, "the top is not where the test wants it");
+    assert!(h.trim(0));
+    h.check().unwrap();
+    let r = h.malloc(200_000).unwrap(); // and the heap grows back from there
+    fill(r, 200_000, 1);
+    for x in [p, q, r] {
+        h.free(x);
+    }
     h.check().unwrap();
 }
 
