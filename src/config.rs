@@ -64,6 +64,12 @@ pub const PURGE_MIN: usize = 64 * 1024;
 /// dip that low between cycles, and paid a refault of the whole heap each time.
 pub const NEARLY_EMPTY: usize = 64;
 
+/// ...unless the heap regrew soon after the previous such release: then the next one waits for
+/// the heap not to have grown for a while, starting at 1/NEARLY_EMPTY_QUIET of the decay (50 ms
+/// by default) and doubling up to the decay. bench/growth frees all its vectors at the end of
+/// each 10 ms round and regrows them, and refaulted its whole heap every round without this.
+pub const NEARLY_EMPTY_QUIET: u64 = 20;
+
 /// Each growth of the heap asks for at least 1/GROW_SHARE of what the heap already has, so a big
 /// heap grows in few system calls (pages not yet touched cost no memory).
 pub const GROW_SHARE: usize = 8;

@@ -28,7 +28,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, FENCE, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, QUICK};
-use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
+use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, NEARLY_EMPTY_QUIET, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
 use crate::diag::{fatal, fatal_at, fatal_sized};
 use crate::os;
 use crate::pagemap::PageMap;
@@ -108,7 +108,14 @@ struct Core {
     free_blocks: usize,
     /// `free_bytes` after the last purge forced by a nearly empty heap.
     free_at_forced_purge: usize,
+    /// When a nearly empty heap last gave everything back (`NEVER` once the heap regrew), and
+    /// how long after a growth the next such release must wait.
+    last_empty_release_ms: u64,
+    empty_backoff_ms: u64,
 }
+
+/// No such moment (yet).
+const NEVER: u64 = u64::MAX;
 
 /// A quick list: a LIFO chain of `QUICK` blocks of one class, linked through encoded pointers.
 struct QuickList {
@@ -306,6 +313,8 @@ impl Core {
             last_purge_ms: 0,
             free_blocks: 0,
             free_at_forced_purge: 0,
+            last_empty_release_ms: NEVER,
+            empty_backoff_ms: 0,
         }
     }
 
@@ -867,7 +876,20 @@ impl<S: Source> Heap<S> {
         let want = need.checked_add(SEGMENT_OVERHEAD + PAGE)?.max(core.heap_bytes / GROW_SHARE);
         let want = want.checked_add(GROW_STEP - 1)? & !(GROW_STEP - 1);
         let r = self.source.grow(want)?;
-        core.last_grow_ms = self.source.now_ms();
+        let now = self.source.now_ms();
+        core.last_grow_ms = now;
+        // Regrowing within the decay of giving everything back means the release was a dip in a
+        // cycle: back off (doubling, up to the decay). A release that held for a whole decay
+        // resets the back-off.
+        let decay = self.decay_ms.load(Ordering::Relaxed);
+        if core.last_empty_release_ms != NEVER {
+            if now.wrapping_sub(core.last_empty_release_ms) < decay {
+                core.empty_backoff_ms = (core.empty_backoff_ms * 2).max(decay / NEARLY_EMPTY_QUIET).min(decay);
+            } else {
+                core.empty_backoff_ms = 0;
+            }
+            core.last_empty_release_ms = NEVER;
+        }
         if !self.pages.mark(&self.source, r.start, r.len) {
             self.source.shrink(r, r.len);
             return None;
@@ -1114,13 +1136,19 @@ impl<S: Source> Heap<S> {
         let decay = self.decay_ms.load(Ordering::Relaxed);
         let held = core.heap_bytes - core.free_bytes;
         let in_use = held - self.quick_bytes.load(Ordering::Relaxed).min(held);
-        let nearly_empty = in_use < core.heap_bytes / NEARLY_EMPTY;
+        // Nearly empty, and not a dip between the cycles of a program that keeps regrowing its
+        // heap: each time the heap regrows soon after such a release, the next one waits longer
+        // after the last growth (see `grow`).
+        let nearly_empty = in_use < core.heap_bytes / NEARLY_EMPTY
+            && now.wrapping_sub(core.last_grow_ms) >= core.empty_backoff_ms;
         if core.top != 0 {
             // SAFETY: the top is a FREE block in the growable segment.
             let top_size = block::size_of(unsafe { block::load(core.top) });
             if nearly_empty {
                 // Nothing worth keeping for the next growth either.
-                self.trim_top(core, 0);
+                if self.trim_top(core, 0) {
+                    core.last_empty_release_ms = now;
+                }
             } else if top_size > self.trim_threshold.load(Ordering::Relaxed).max(2 * self.mmap_threshold())
                 && now.wrapping_sub(core.last_grow_ms) >= decay
             {

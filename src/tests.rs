@@ -488,16 +488,33 @@ fn trimming_to_nothing_leaves_no_access_to_the_pages_given_back() {
 #[test]
 fn a_nearly_empty_heap_gives_its_top_back_at_once() {
     let h = new_heap(256 << 20);
+    let quiet = crate::config::TRIM_DECAY_MS / crate::config::NEARLY_EMPTY_QUIET;
     let ps: Vec<usize> = (0..300).map(|_| h.malloc(100_000).unwrap()).collect();
     let grown = h.heap_bytes();
     for p in ps {
         h.free(p); // no time passes: only emptiness can justify trimming
     }
     assert!(h.heap_bytes() < grown / 8, "{} of {grown} bytes kept", h.heap_bytes());
+    // Regrowing at once makes that release a dip in a cycle: the next one waits for the heap
+    // to stay put a while.
+    let ps: Vec<usize> = (0..300).map(|_| h.malloc(100_000).unwrap()).collect();
+    let regrown = h.heap_bytes();
+    for p in ps {
+        h.free(p);
+    }
+    assert_eq!(h.heap_bytes(), regrown, "a cycling heap was given back again at once");
+    h.source().advance_clock(quiet);
+    let p = h.malloc(100).unwrap();
+    h.free(p);
+    let x = h.malloc(100_000).unwrap();
+    h.free(x);
+    assert!(h.heap_bytes() < regrown / 8, "not given back after the back-off");
+    assert!(h.heap_bytes() < grown / 8, "{} of {grown} bytes kept", h.heap_bytes());
     // Small blocks too: they reach the coalescing heap through the quick lists' consolidation.
     let small: Vec<usize> = (0..200_000).map(|_| h.malloc(64).unwrap()).collect();
     let grown = h.heap_bytes();
     h.source().forget_purged(); // the first part's purges are resident again
+    h.source().advance_clock(crate::config::TRIM_DECAY_MS); // the back-off has passed
     let secret = h.secret();
     // Freed as a thread cache would: flushed to the quick lists in chains of 64.
     let c = crate::size_class::quick_class_of_request(64).unwrap();
