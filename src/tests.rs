@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::block;
-use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, TRIM_THRESHOLD};
+use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, TRIM_THRESHOLD};
 use crate::heap::Heap;
 use crate::size_class::{NUM_QUICK, QUICK_SIZE};
 use crate::source::{Region, Source};
@@ -277,9 +277,15 @@ fn quick_blocks_are_reused_lifo_and_consolidated_when_needed() {
 
 #[test]
 fn refills_use_small_fragments_and_slivers_survive_consolidation() {
+    if GRAIN >= MIN_BLOCK {
+        return; // any leftover of a grain or more can be split off: no slivers exist
+    }
+    let c = crate::size_class::quick_class_of_request(32).unwrap();
+    let class = QUICK_SIZE[c] as usize;
+    let fragment = class + GRAIN; // one grain too big for the class, too small to split
     let h = new_heap(64 << 20);
-    // Free every other 64-byte block and consolidate: 64-byte FREE fragments between live ones.
-    let ps: Vec<usize> = (0..400).map(|_| h.malloc(48).unwrap()).collect();
+    // Free every other fragment-sized block and consolidate: FREE fragments between live ones.
+    let ps: Vec<usize> = (0..400).map(|_| h.malloc(fragment - BLOCK_OVERHEAD).unwrap()).collect();
     for p in ps.iter().step_by(2) {
         h.free(*p);
     }
@@ -288,8 +294,6 @@ fn refills_use_small_fragments_and_slivers_survive_consolidation() {
     assert!(before.free_blocks >= 199);
     // A refill of the 48-byte class takes those fragments one by one (best fit) rather than
     // cutting a run out of the top; each carries a 16-byte sliver it cannot split off.
-    let c = crate::size_class::quick_class_of_request(32).unwrap();
-    assert_eq!(QUICK_SIZE[c], 48);
     let (head, _, n) = h.refill(c, 32);
     assert_eq!(n, 32);
     let secret = h.secret();
@@ -297,7 +301,7 @@ fn refills_use_small_fragments_and_slivers_survive_consolidation() {
     let mut chain = Vec::new();
     while p != 0 {
         // SAFETY: p heads a QUICK block of the chain.
-        assert_eq!(block::size_of(unsafe { block::load(p - 8) }), 64);
+        assert_eq!(block::size_of(unsafe { block::load(p - 8) }), fragment);
         assert!(ps.contains(&p), "not a reused fragment");
         chain.push(p);
         p = h.next_quick(p, secret);
@@ -469,9 +473,12 @@ fn trimming_to_nothing_leaves_no_access_to_the_pages_given_back() {
     // The top's bookkeeping lies 32..48 bytes into it: place the top 40 bytes before a page
     // boundary and trim it to its minimum, so that the boundary falls inside the bookkeeping.
     // (The test source takes trimmed pages away; touching them faults.)
+    if 32 % GRAIN != 0 {
+        return; // blocks start 8 bytes before a grain boundary: never 40 bytes before a page
+    }
     let h = new_heap(64 << 20);
     let p = h.malloc(64).unwrap();
-    let top = p - 8 + 80; // the 64-byte request took an 80-byte block off the top
+    let top = p - 8 + crate::size_class::alloc_block_size(64).unwrap(); // taken off the top
     let want = (PAGE - 40).wrapping_sub(top % PAGE) % PAGE + 9 * PAGE; // beyond the quick classes
     let q = h.malloc(want - BLOCK_OVERHEAD).unwrap();
     assert_eq!((q - 8 + want) % PAGE, PAGE - 40, "the top is not where the test wants it");
