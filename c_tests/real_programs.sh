@@ -5,9 +5,10 @@
 #   - exits 0, like the normal run;
 #   - prints the same stdout (the workloads are deterministic, so nothing is normalised), and the
 #     same stderr once my_alloc's own lines are removed;
-#   - really used my_alloc: every process prints "my_alloc: N allocations, ..." at exit, and the
-#     sum of N over the run's processes must reach the workload's minimum; any other "my_alloc: "
-#     line (a diagnostic) is a failure.
+#   - really used my_alloc: every process prints its statistics at exit (a table per size class,
+#     then "my_alloc: N allocations, ..." and two more totals lines), and the sum of N over the
+#     run's processes must reach the workload's minimum; any other "my_alloc: " line (a
+#     diagnostic) is a failure.
 # Workloads: python3 (allocation-heavy, threaded, word frequencies), git, gcc (compile and run a C
 # program), perl, sqlite3. Their files are in c_tests/programs/.
 #
@@ -136,7 +137,10 @@ for name in $WORKLOADS; do
     # my_alloc's lines apart from the program's; the statistics summed over processes.
     grep -v '^my_alloc: ' "$n.err" > "$n.err.prog" || true
     grep -v '^my_alloc: ' "$p.err" > "$p.err.prog" || true
-    grep '^my_alloc: ' "$p.err" | grep -Ev '^my_alloc: ([0-9]+ allocations, |peak in use |from the OS: )' \
+    # Statistics lines: the per-class table (its header and rows) and the three totals lines.
+    grep '^my_alloc: ' "$p.err" \
+        | grep -Ev '^my_alloc: ([0-9]+ allocations, |peak in use |from the OS: |size class +requests)' \
+        | grep -Ev '^my_alloc: +(>?[0-9.]+ (B|KiB|MiB|GiB)|mapped)( +[0-9]+){4}$' \
         > "$p.diag" || true
     allocs=$(awk '/^my_alloc: [0-9]+ allocations, / { s += $2; n++ } END { printf "%d %d", s, n }' "$p.err")
     procs=${allocs#* }
