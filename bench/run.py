@@ -679,12 +679,17 @@ def main():
     write_markdown(md, benches, allocs, missing, summary, geo, info, args, failures, table_text)
     if speed:
         write_svg(svg, speed, allocs, summary, geo, info, args.quick)     # the speed suite only
+    # Paths inside the repository are written relative to its root, so that the committed
+    # results name no particular checkout.
+    def rel(path):
+        return os.path.relpath(path, ROOT) if isinstance(path, str) and path.startswith(ROOT + "/") else path
     with open(js, "w") as f:
         json.dump(dict(
             format=1, mode="quick" if args.quick else "full", rounds=args.rounds, info=info,
-            allocators={a: libs[a] for a in allocs}, missing=missing,
+            allocators={a: rel(libs[a]) for a in allocs}, missing=missing,
             benchmarks=[dict(name=b["name"], threads=b["threads"], desc=b["desc"], group=b.get("group", "speed"),
-                             rounds=rounds_of(b, args.rounds), argv=argv_of(b, args.quick), env=b.get("env", {}))
+                             rounds=rounds_of(b, args.rounds), argv=[rel(x) for x in argv_of(b, args.quick)],
+                             env=b.get("env", {}))
                         for b in benches],
             reference_checksums=reference, summary=summary, geomean=geo,
             geomean_over=[b["name"] for b in speed],
