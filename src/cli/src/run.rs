@@ -342,14 +342,14 @@ mod tests {
     }
 
     fn plan(args: &[&str]) -> Plan {
-        match parse_args(&os(args), Path::new("/work")) {
+        match parse_args(&os(args), Path::new("/home/user")) {
             Ok(Parsed::Run(p)) => p,
             other => panic!("{args:?}: {other:?}"),
         }
     }
 
     fn usage_error(args: &[&str]) -> String {
-        match parse_args(&os(args), Path::new("/work")) {
+        match parse_args(&os(args), Path::new("/home/user")) {
             Err(f) => {
                 assert_eq!(f.code, 2, "{}", f.message);
                 assert!(!f.message.contains('\n'), "{}", f.message);
@@ -390,7 +390,7 @@ mod tests {
                 ("MY_ALLOC_STATS", "1"),
                 ("MY_ALLOC_VERBOSE", "1"),
                 ("MY_ALLOC_CHECK", "1"),
-                ("MY_ALLOC_PROFILE", "/work/out.prof"),
+                ("MY_ALLOC_PROFILE", "/home/user/out.prof"),
                 ("MY_ALLOC_MMAP_THRESHOLD", "1048576"),
                 ("MY_ALLOC_TRIM_THRESHOLD", "0"),
                 ("MY_ALLOC_DECAY_MS", "250"),
