@@ -18,13 +18,14 @@ pub const BLOCK_OVERHEAD: usize = 2 * WORD;
 /// The smallest block: header, two free-list links, footer — rounded to the grain.
 pub const MIN_BLOCK: usize = round_up(BLOCK_OVERHEAD + 2 * WORD, GRAIN);
 
-/// Size classes step linearly by one grain up to this block size, then geometrically.
+/// Size classes step linearly by one grain up to this payload size, then geometrically.
 pub const LINEAR_LIMIT: usize = 64 * GRAIN;
 
-/// Geometric classes split each doubling into this many steps (at most 25% internal waste).
+/// Geometric classes split each doubling of the payload into this many steps (at most 25%
+/// internal waste).
 pub const STEPS_PER_DOUBLING: usize = 4;
 
-/// Largest block size served by thread caches and the per-class quick lists. Bigger requests go
+/// Largest block served by thread caches and the per-class quick lists. Bigger requests go
 /// to the coalescing heap directly (or to their own mapping).
 pub const QUICK_LIMIT: usize = 32 * 1024;
 

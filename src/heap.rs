@@ -447,31 +447,22 @@ impl Core {
     }
 
     /// Finds and unlinks a free block of at least `need` bytes (not growing the heap).
+    ///
+    /// Best fit among the first `BIN_SCAN_LIMIT` blocks of the request's own bin, else of the
+    /// nearest non-empty bigger bin, lower addresses winning ties: the tightest fit leaves the
+    /// biggest holes whole for the requests that need them, and favouring low addresses keeps
+    /// the heap's live part dense and its top free, where it can be trimmed.
     unsafe fn take(&mut self, need: usize) -> Option<(usize, usize)> {
         let c = class_of(need);
-        // First fit in the request's own bin: every block there is close to the request.
-        let mut b = self.bins[c];
-        let mut scanned = 0;
-        while b != 0 && (scanned < BIN_SCAN_LIMIT || c == NUM_CLASSES - 1) {
-            // SAFETY: blocks on a bin are FREE blocks inside segments.
-            let size = block::size_of(unsafe { self.header(b, "malloc") });
-            if size >= need {
-                // SAFETY: b is in bin c.
-                unsafe { self.unlink(b, size) };
-                return Some((b, size));
-            }
-            // SAFETY: as above.
-            b = unsafe { link_next(b) };
-            scanned += 1;
+        // SAFETY: bins hold FREE blocks inside segments.
+        if let Some(found) = unsafe { self.best_in_bin(c, need) } {
+            return Some(found);
         }
-        // Any block of a bigger bin fits: take the first of the nearest non-empty one.
         if let Some(bc) = self.next_nonempty(c + 1) {
-            let b = self.bins[bc];
-            // SAFETY: b heads bin bc.
-            let size = block::size_of(unsafe { self.header(b, "malloc") });
-            // SAFETY: b is in bin bc.
-            unsafe { self.unlink(b, size) };
-            return Some((b, size));
+            // SAFETY: as above; every block of a bigger bin fits.
+            if let Some(found) = unsafe { self.best_in_bin(bc, need) } {
+                return Some(found);
+            }
         }
         if self.top != 0 {
             let t = self.top;
@@ -484,6 +475,32 @@ impl Core {
             }
         }
         None
+    }
+
+    /// The best fit for `need` among the first blocks of bin `c`, unlinked.
+    unsafe fn best_in_bin(&mut self, c: usize, need: usize) -> Option<(usize, usize)> {
+        let mut b = self.bins[c];
+        let (mut best, mut best_size) = (0, usize::MAX);
+        let mut scanned = 0;
+        while b != 0 && (scanned < BIN_SCAN_LIMIT || (c == NUM_CLASSES - 1 && best == 0)) {
+            // SAFETY: blocks on a bin are FREE blocks inside segments.
+            let size = block::size_of(unsafe { self.header(b, "malloc") });
+            if size >= need && (size < best_size || (size == best_size && b < best)) {
+                (best, best_size) = (b, size);
+                if size == need {
+                    break;
+                }
+            }
+            // SAFETY: as above.
+            b = unsafe { link_next(b) };
+            scanned += 1;
+        }
+        if best == 0 {
+            return None;
+        }
+        // SAFETY: best is in bin c.
+        unsafe { self.unlink(best, best_size) };
+        Some((best, best_size))
     }
 
     fn next_nonempty(&self, from: usize) -> Option<usize> {

@@ -1,19 +1,30 @@
 //! Size classes: the mapping from a block size to the segregated list that holds it.
 //!
-//! Classes step linearly by one grain from `MIN_BLOCK` to `LINEAR_LIMIT` (no internal waste for
-//! small objects, which dominate real programs), then geometrically with `STEPS_PER_DOUBLING`
-//! classes per power of two (at most 25% waste). The last class, `NUM_CLASSES - 1`, takes every
-//! block too big for the others. With the defaults (16-byte grain, 128 classes): 63 linear classes
-//! of 32..=1024 bytes, then 1280, 1536, 1792, 2048, 2560, … up to 64 MiB.
+//! Classes step linearly by one grain from `MIN_BLOCK` to `LINEAR_LIMIT` bytes of payload (no
+//! internal waste for small objects, which dominate real programs), then geometrically with
+//! `STEPS_PER_DOUBLING` classes per power of two of payload (at most 25% waste). Geometric classes
+//! are spaced on the payload, not on the block, so that a block holds a power-of-two request
+//! exactly: programs ask for 1024, 4096, 65536 bytes far more often than for their neighbours, and
+//! a block of 2^k bytes would leave such a request 16 bytes short and push it to the next class,
+//! 25% bigger. The last class, `NUM_CLASSES - 1`, takes every block too big for the others. With
+//! the defaults (16-byte grain, 128 classes): 64 linear classes of 32..=1040 bytes (payloads
+//! 16..=1024), then 1296, 1552, 1808, 2064, 2576, … (payloads 1280, 1536, 1792, 2048, 2560, …).
 //!
 //! A class is *quick* when its blocks are served by thread caches and per-class quick lists
-//! without coalescing: every class up to `QUICK_LIMIT`. Requests in a quick class are rounded up to
-//! the class size, so that any block of the class serves any request of the class.
+//! without coalescing: every class whose block is at most `QUICK_LIMIT` bytes (payloads up to
+//! 28 KiB by default: a 32 KiB request would take a 32 KiB + 16 block, and bench/growth showed
+//! such blocks hoarded on the quick lists while vectors kept doubling past them). Requests in a quick
+//! class are rounded up to the class size, so that any block of the class serves any request of
+//! the class.
 
-use crate::config::{BLOCK_OVERHEAD, GRAIN, LINEAR_LIMIT, MAX_REQUEST, MIN_BLOCK, NUM_CLASSES, QUICK_LIMIT, STEPS_PER_DOUBLING};
+use crate::config::{round_up, BLOCK_OVERHEAD, GRAIN, LINEAR_LIMIT, MAX_REQUEST, MIN_BLOCK, NUM_CLASSES, QUICK_LIMIT, STEPS_PER_DOUBLING};
 
+/// What a block adds to its payload, as class sizes count it: the metadata, rounded to the grain.
+const CLASS_OVERHEAD: usize = round_up(BLOCK_OVERHEAD, GRAIN);
+/// The largest block of the linear classes (its payload is `LINEAR_LIMIT`).
+const LINEAR_TOP: usize = LINEAR_LIMIT + CLASS_OVERHEAD;
 /// Number of linearly spaced classes (before the cap by `NUM_CLASSES`).
-pub const LINEAR_CLASSES: usize = (LINEAR_LIMIT - MIN_BLOCK) / GRAIN + 1;
+pub const LINEAR_CLASSES: usize = (LINEAR_TOP - MIN_BLOCK) / GRAIN + 1;
 const LOG2_LINEAR_LIMIT: u32 = LINEAR_LIMIT.trailing_zeros();
 const STEP_SHIFT: u32 = STEPS_PER_DOUBLING.trailing_zeros();
 const _: () = assert!(LINEAR_LIMIT.is_power_of_two() && STEPS_PER_DOUBLING.is_power_of_two());
@@ -22,13 +33,14 @@ const _: () = assert!(LINEAR_LIMIT.is_power_of_two() && STEPS_PER_DOUBLING.is_po
 /// grain). Class `c` holds sizes in `(class_size(c - 1), class_size(c)]`.
 #[inline(always)]
 pub const fn class_of(size: usize) -> usize {
-    let raw = if size <= LINEAR_LIMIT {
+    let raw = if size <= LINEAR_TOP {
         (size - MIN_BLOCK + GRAIN - 1) / GRAIN
     } else {
-        // size lies in (2^k, 2^(k+1)], split into STEPS_PER_DOUBLING steps of 2^k / STEPS.
-        let k = usize::BITS - 1 - (size - 1).leading_zeros();
+        // The payload u lies in (2^k, 2^(k+1)], split into STEPS_PER_DOUBLING steps of 2^k / STEPS.
+        let u = size - CLASS_OVERHEAD;
+        let k = usize::BITS - 1 - (u - 1).leading_zeros();
         let step_shift = k - STEP_SHIFT;
-        let t = (size - (1 << k) + (1 << step_shift) - 1) >> step_shift; // 1..=STEPS
+        let t = (u - (1 << k) + (1 << step_shift) - 1) >> step_shift; // 1..=STEPS
         LINEAR_CLASSES + STEPS_PER_DOUBLING * (k - LOG2_LINEAR_LIMIT) as usize + t - 1
     };
     if raw < NUM_CLASSES - 1 { raw } else { NUM_CLASSES - 1 }
@@ -45,7 +57,7 @@ pub const fn class_size(c: usize) -> usize {
     let g = c - LINEAR_CLASSES;
     let k = LOG2_LINEAR_LIMIT + (g / STEPS_PER_DOUBLING) as u32;
     let t = g % STEPS_PER_DOUBLING + 1;
-    (1 << k) + t * (1 << (k - STEP_SHIFT))
+    (1 << k) + t * (1 << (k - STEP_SHIFT)) + CLASS_OVERHEAD
 }
 
 const fn count_quick() -> usize {
@@ -207,15 +219,25 @@ mod tests {
     }
 
     #[test]
+    fn power_of_two_requests_fit_their_class_exactly() {
+        let mut n = 64;
+        while n <= QUICK_MAX_REQUEST {
+            let c = quick_class_of_request(n).unwrap();
+            assert_eq!(QUICK_SIZE[c] as usize, block_size(n).unwrap(), "request {n}");
+            n *= 2;
+        }
+    }
+
+    #[test]
     fn default_layout_is_as_documented() {
         if GRAIN == 16 && NUM_CLASSES == 128 {
-            assert_eq!(LINEAR_CLASSES, 63);
+            assert_eq!(LINEAR_CLASSES, 64);
             assert_eq!(class_size(0), 32);
-            assert_eq!(class_size(62), 1024);
-            assert_eq!(class_size(63), 1280);
-            assert_eq!(class_size(66), 2048);
-            assert_eq!(QUICK_MAX_BLOCK, 32 * 1024);
-            assert_eq!(NUM_QUICK, 63 + 20);
+            assert_eq!(class_size(63), 1040);
+            assert_eq!(class_size(64), 1296);
+            assert_eq!(class_size(67), 2064);
+            assert_eq!(QUICK_MAX_BLOCK, 28 * 1024 + 16);
+            assert_eq!(NUM_QUICK, 64 + 19);
         }
     }
 }
