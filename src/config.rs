@@ -101,13 +101,14 @@ pub const QUICK_RETAIN_MIN: usize = 1024 * 1024;
 /// A thread cache keeps at most this many bytes per size class (bounded below by
 /// `CACHE_MIN_BLOCKS` blocks and above by `CACHE_MAX_BLOCKS`). Not more: with ~80 classes, what
 /// the caches of a producer and a consumer thread hold in transit adds up (bench/prodcons peak
-/// RSS 4.2 MiB at 16 KiB per class and 64 blocks, 3.5 MiB here; glibc 3.4), for ~10% more
+/// RSS 4.2 MiB at 16 KiB per class and 4..64 blocks, 3.6 MiB here; glibc 3.4-3.6), for ~8% more
 /// instructions in bench/churn (more refills and flushes)...
 pub const CACHE_BYTES_PER_CLASS: usize = 4 * 1024;
-/// ...but always room for a few blocks, so that big classes still hit...
-pub const CACHE_MIN_BLOCKS: usize = 4;
+/// ...but always room for a few blocks, so that big classes still hit (with 4, bench/server's
+/// threads, whose objects go up to 8 KiB, spent 60% more CPU time refilling and flushing)...
+pub const CACHE_MIN_BLOCKS: usize = 8;
 /// ...and never so many that one class hoards memory.
-pub const CACHE_MAX_BLOCKS: usize = 16;
+pub const CACHE_MAX_BLOCKS: usize = 32;
 
 /// Every this many refills and flushes, a thread cache gives back the bins it has not allocated
 /// from since the previous time.
