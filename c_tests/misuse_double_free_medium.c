@@ -18,7 +18,7 @@ int main(void) {
         memset(blk[i], 'A' + i, SIZE);
     }
     /* Two neighbours in memory: left, then m. */
-    size_t stride = malloc_usable_size(blk[0]) + 16;
+    size_t stride = malloc_usable_size(blk[0]) + 8; /* the next block's header */
     char *left = NULL, *m = NULL;
     for (int i = 0; i < N && !left; i++)
         for (int j = 0; j < N; j++)

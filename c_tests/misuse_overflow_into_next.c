@@ -1,5 +1,5 @@
-/* A buffer overflow off the end of one block that runs 16 bytes on, over its footer and into the
- * header of the adjacent block of the same size. Freeing that neighbour detects its smashed
+/* A buffer overflow off the end of one block that runs 16 bytes on, over the header of the
+ * adjacent block of the same size and into its payload. Freeing that neighbour detects its smashed
  * header (default mode).
  * EXPECT: my_alloc: free(): corrupted block header */
 #include "misuse.h"
@@ -18,7 +18,7 @@ int main(void) {
     }
     /* Find a block whose neighbour in memory is another of ours. */
     size_t usable = malloc_usable_size(blk[0]);
-    size_t stride = usable + 16; /* header and footer */
+    size_t stride = usable + 8; /* the next block's header */
     char *a = NULL, *b = NULL;
     for (int i = 0; i < N && !a; i++)
         for (int j = 0; j < N; j++)

@@ -1,56 +1,84 @@
 //! The block: the unit the core hands out, and the metadata around every user pointer.
 //!
 //! ```text
-//!   block b (b + 8 is ALIGNMENT-aligned)                         next block
-//!   |                                                            |
-//!   v                                                            v
-//!   +-----------+--------------------------------------+---------+-----------
-//!   |  header   |  payload: the user's bytes           | footer  | header ...
-//!   |  8 bytes  |  (size - 16 bytes usable)            | 8 bytes |
-//!   +-----------+--------------------------------------+---------+-----------
+//!   block b (b + 8 is ALIGNMENT-aligned)                              next block
+//!   |                                                                 |
+//!   v                                                                 v
+//!   +-----------+-----------------------------------------------------+-----------
+//!   |  header   |  payload: the user's bytes (size - 8 usable)        | header ...
+//!   |  8 bytes  |                                                     |
+//!   +-----------+-----------------------------------------------------+-----------
 //!               ^ user pointer p = b + 8
 //!
-//!   header (64 bits):  | check:16 | size:45..48 bits (a multiple of the grain) | mapped:1 | state:2 |
-//!   footer (64 bits):  | check:16 | size                                        |    0     |    0    |
+//!   a FREE block also has a footer, in its last word (payload while the block is in use):
+//!   +-----------+------------------------------------------+----------+
+//!   |  header   |  next, prev links, (big blocks: purge     |  footer  |
+//!   |           |  bookkeeping), then unused bytes          |  8 bytes |
+//!   +-----------+------------------------------------------+----------+
+//!
+//!   header (64 bits): | check:16 | state:2 | checked:1 | size:42 (bits 3..44) | 0 | mapped:1 | prev_free:1 |
+//!   footer (64 bits): | check:16 | 0       | 0         | size                 | 0 | 0        | 0           |
 //! ```
 //!
-//! - `size` counts the whole block, header and footer included; blocks tile their segment exactly.
+//! - `size` counts the whole block, header included; blocks tile their segment exactly.
 //! - `state` is `IN_USE` (the user owns it), `QUICK` (freed, parked in a thread cache or a quick
 //!   list, not coalesced), `FREE` (coalesced, in a bin or the top) or `FENCE` (a segment's end).
-//! - The footer repeats the size so that a freed neighbour can find the block's start: it is what
-//!   makes coalescing with the left neighbour possible.
-//! - `check` is a 16-bit keyed hash of the word's address and its low 48 bits. A header that was
-//!   overwritten, a pointer into the middle of a block, or a forged block fails the check with
-//!   probability 1 - 2^-16 without knowing the per-process secret. The check is linear in the low
-//!   bits (`fold16`), so a state change is a single XOR of the word with a constant.
+//! - Only `FREE` blocks have a footer (the size again), so that a block being freed can find the
+//!   start of a free left neighbour and coalesce with it. An in-use block lends that word to its
+//!   user: 8 bytes of metadata per block, as glibc. `prev_free` in the next header says whether
+//!   the footer before it is valid (the block before is `FREE`).
+//! - Who writes what: the header's high half (state, `checked`, check) belongs to the block's
+//!   owner, who flips `IN_USE` and `QUICK` without a lock (a thread cache); `prev_free`, in the
+//!   low half, is written only under the heap lock, for any block, since it describes the
+//!   neighbour. The halves are separate 32-bit words so that neither writer can undo the other's
+//!   write, and the check does not cover `prev_free`.
+//! - `check` is a 16-bit keyed hash of the word's address and its low 48 bits (`prev_free`
+//!   aside). A header that was overwritten, a pointer into the middle of a block, or a forged
+//!   block fails the check with probability 1 - 2^-16 without knowing the per-process secret. The
+//!   check is linear in the low bits (`fold16`), so a state change is a single XOR of the high
+//!   half with a constant.
+//! - `checked` marks a block allocated in checking mode.
 //! - Free-list links live in the payload: quick lists and thread caches use one encoded word
 //!   (`encode_link`), bins use two plain words (next, prev) guarded by the heap lock.
-//! - Mapped blocks (their own `mmap`) have the `mapped` bit, `size` = the mapping's length, no
-//!   footer, and one more word before the header: the offset of `p` from the mapping's start.
+//! - Mapped blocks (their own `mmap`) have the `mapped` bit, `size` = the mapping's length, and
+//!   one more word before the header: the offset of `p` from the mapping's start.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::config::WORD;
 
+const _: () = assert!(cfg!(target_endian = "little"), "the header's halves assume little-endian words");
+
+/// Where the state lives in a header.
+const STATE_SHIFT: u32 = 46;
 /// State bits of a header.
-pub const STATE_MASK: u64 = 0b11;
+pub const STATE_MASK: u64 = 0b11 << STATE_SHIFT;
 /// A segment's end marker: never freeable, never coalesced.
-pub const FENCE: u64 = 0b00;
+pub const FENCE: u64 = 0b00 << STATE_SHIFT;
 /// Handed out to the user.
-pub const IN_USE: u64 = 0b01;
+pub const IN_USE: u64 = 0b01 << STATE_SHIFT;
 /// Freed, parked in a thread cache or a quick list; the heap sees it as not free.
-pub const QUICK: u64 = 0b10;
+pub const QUICK: u64 = 0b10 << STATE_SHIFT;
 /// Free and coalesced: in a bin, or the top block.
-pub const FREE: u64 = 0b11;
+pub const FREE: u64 = 0b11 << STATE_SHIFT;
+/// The block was allocated in checking mode (kept while it is `QUICK`).
+pub const CHECKED: u64 = 1 << 45;
 /// The block has a mapping of its own.
-pub const MAPPED: u64 = 0b100;
-/// All flag bits (below the smallest grain, 8).
+pub const MAPPED: u64 = 0b10;
+/// The block before this one is `FREE`: the word before this header is its footer. Not covered
+/// by the check; written under the heap lock only.
+pub const PREV_FREE: u64 = 0b01;
+/// Flag bits below the size (the smallest grain is 8).
 pub const FLAG_MASK: u64 = 0b111;
 
-/// Bits covered by the check: everything but the check itself.
+/// The metadata bits (everything but the check).
 pub const LOW_MASK: u64 = (1 << 48) - 1;
+/// The bits the check covers.
+const SEALED_MASK: u64 = LOW_MASK & !PREV_FREE;
 /// The size field of a header or footer.
-pub const SIZE_MASK: u64 = LOW_MASK & !FLAG_MASK;
+pub const SIZE_MASK: u64 = (CHECKED - 1) & !FLAG_MASK;
+/// Blocks and mappings are smaller than this (32 TiB).
+pub const SIZE_LIMIT: usize = CHECKED as usize;
 
 /// Bytes between a block's start and its user pointer.
 pub const HEADER: usize = WORD;
@@ -59,11 +87,15 @@ pub const HEADER: usize = WORD;
 pub const FLIP_IN_USE_QUICK: u64 = flip(IN_USE, QUICK);
 /// XOR that turns a `QUICK` header into `FREE`.
 pub const FLIP_QUICK_FREE: u64 = flip(QUICK, FREE);
+/// XOR that sets or clears the `checked` mark.
+pub const FLIP_CHECKED: u64 = flip(0, CHECKED);
 
 const fn flip(a: u64, b: u64) -> u64 {
     let d = a ^ b;
     d | (fold16(d) << 48)
 }
+// Every flip stays in the high half, which the block's owner writes.
+const _: () = assert!(FLIP_IN_USE_QUICK as u32 == 0 && FLIP_QUICK_FREE as u32 == 0 && FLIP_CHECKED as u32 == 0);
 
 /// Folds the low 48 bits into 16; linear in XOR, so a change of flags is a constant XOR.
 #[inline(always)]
@@ -81,13 +113,13 @@ fn hash16(addr: usize, secret: u64) -> u64 {
 #[inline(always)]
 pub fn seal(addr: usize, low: u64, secret: u64) -> u64 {
     debug_assert!(low & !LOW_MASK == 0);
-    low | ((hash16(addr, secret) ^ fold16(low)) << 48)
+    low | ((hash16(addr, secret) ^ fold16(low & SEALED_MASK)) << 48)
 }
 
 /// Whether `word`, read at `addr`, carries a valid check.
 #[inline(always)]
 pub fn is_sealed(addr: usize, word: u64, secret: u64) -> bool {
-    (word >> 48) == hash16(addr, secret) ^ fold16(word & LOW_MASK)
+    (word >> 48) == hash16(addr, secret) ^ fold16(word & SEALED_MASK)
 }
 
 /// The size field of a header or footer word.
@@ -102,49 +134,83 @@ pub const fn state_of(word: u64) -> u64 {
     word & STATE_MASK
 }
 
-/// The metadata word at `addr`, which must be 8-aligned and readable.
+/// The two halves of the metadata word at `addr`: (low, high).
 ///
 /// # Safety
-/// `addr` must point into memory the heap owns (a segment or a mapping).
+/// `addr` must be an 8-aligned word of memory the heap owns (a segment or a mapping).
 #[inline(always)]
-pub unsafe fn word_at<'a>(addr: usize) -> &'a AtomicU64 {
-    // SAFETY: the caller guarantees `addr` is an aligned, live word of heap memory. Headers are
-    // accessed atomically because a thread owning a block flips its state while the heap-lock
-    // holder may read it as a neighbour.
-    unsafe { AtomicU64::from_ptr(addr as *mut u64) }
+unsafe fn halves<'a>(addr: usize) -> (&'a AtomicU32, &'a AtomicU32) {
+    // SAFETY: the caller guarantees an aligned, live word; each half is an aligned u32. Headers
+    // are accessed atomically because a thread owning a block flips its high half while the
+    // heap-lock holder reads it as a neighbour or sets `prev_free` in its low half.
+    unsafe { (AtomicU32::from_ptr(addr as *mut u32), AtomicU32::from_ptr((addr + 4) as *mut u32)) }
 }
 
 /// Reads the metadata word at `addr`.
 ///
 /// # Safety
-/// As for [`word_at`].
+/// As for [`halves`].
 #[inline(always)]
 pub unsafe fn load(addr: usize) -> u64 {
     // SAFETY: forwarded from the caller.
-    unsafe { word_at(addr) }.load(Ordering::Relaxed)
+    let (lo, hi) = unsafe { halves(addr) };
+    lo.load(Ordering::Relaxed) as u64 | (hi.load(Ordering::Relaxed) as u64) << 32
 }
 
 /// Writes the metadata word at `addr`.
 ///
 /// # Safety
-/// As for [`word_at`], and the caller owns the block the word belongs to.
+/// As for [`halves`], and the caller owns both halves: the block is its own and, when the word
+/// is a header, the caller holds the heap lock or no other block can border it yet.
 #[inline(always)]
 pub unsafe fn store(addr: usize, w: u64) {
     // SAFETY: forwarded from the caller.
-    unsafe { word_at(addr) }.store(w, Ordering::Relaxed)
+    let (lo, hi) = unsafe { halves(addr) };
+    lo.store(w as u32, Ordering::Relaxed);
+    hi.store((w >> 32) as u32, Ordering::Relaxed);
 }
 
-/// Writes a block's header and footer for `size` bytes in `state`.
+/// Applies one of the `FLIP_*` constants to the header at `addr`: the owner's state change,
+/// confined to the high half.
 ///
 /// # Safety
-/// The caller owns `[b, b + size)`, which lies inside a segment.
+/// As for [`halves`], and the caller owns the block.
+#[inline(always)]
+pub unsafe fn flip_state(addr: usize, x: u64) {
+    debug_assert!(x as u32 == 0);
+    // SAFETY: forwarded from the caller.
+    let (_, hi) = unsafe { halves(addr) };
+    hi.store(hi.load(Ordering::Relaxed) ^ (x >> 32) as u32, Ordering::Relaxed);
+}
+
+/// Sets or clears `prev_free` in the header at `addr` (a block's or a fence's).
+///
+/// # Safety
+/// As for [`halves`], and the caller holds the heap lock.
+#[inline(always)]
+pub unsafe fn set_prev_free(addr: usize, on: bool) {
+    // SAFETY: forwarded from the caller.
+    let (lo, _) = unsafe { halves(addr) };
+    let w = lo.load(Ordering::Relaxed);
+    let bit = PREV_FREE as u32;
+    lo.store(if on { w | bit } else { w & !bit }, Ordering::Relaxed);
+}
+
+/// Writes a block's header for `size` bytes in `state` (which may carry `PREV_FREE`), and its
+/// footer if the block is `FREE`.
+///
+/// # Safety
+/// The caller owns `[b, b + size)`, which lies inside a segment, and holds the heap lock (or the
+/// block is not reachable by anyone else yet).
 #[inline]
 pub unsafe fn write_tags(b: usize, size: usize, state: u64, secret: u64) {
     // SAFETY: the caller owns the whole block, so both words are its own.
     unsafe {
         store(b, seal(b, size as u64 | state, secret));
-        let f = b + size - WORD;
-        store(f, seal(f, size as u64, secret));
+        if state & STATE_MASK == FREE {
+            let f = b + size - WORD;
+            store(f, seal(f, size as u64, secret));
+        }
     }
 }
 
@@ -178,9 +244,11 @@ mod tests {
         // Another address, another secret, or any single flipped low bit breaks the seal.
         assert!(!is_sealed(b + 16, w, SECRET));
         assert!(!is_sealed(b, w, SECRET ^ 1));
-        for bit in 0..48 {
+        for bit in 1..48 {
             assert!(!is_sealed(b, w ^ (1 << bit), SECRET), "bit {bit}");
         }
+        // prev_free describes the neighbour and is written by another party: not covered.
+        assert!(is_sealed(b, w | PREV_FREE, SECRET));
     }
 
     #[test]
@@ -194,6 +262,27 @@ mod tests {
         let f = q ^ FLIP_QUICK_FREE;
         assert_eq!(f, seal(b, 48 | FREE, SECRET));
         assert_eq!(q ^ FLIP_IN_USE_QUICK, w);
+        let c = w ^ FLIP_CHECKED;
+        assert_eq!(c, seal(b, 48 | IN_USE | CHECKED, SECRET));
+    }
+
+    #[test]
+    fn owner_and_lock_holder_write_different_halves() {
+        let mut word = [seal(0, 0, SECRET); 1];
+        let b = word.as_mut_ptr() as usize;
+        // SAFETY: a word of our own.
+        unsafe {
+            store(b, seal(b, 4096 | IN_USE, SECRET));
+            set_prev_free(b, true);
+            flip_state(b, FLIP_IN_USE_QUICK);
+            let h = load(b);
+            assert!(is_sealed(b, h, SECRET));
+            assert_eq!(state_of(h), QUICK);
+            assert_eq!(h & PREV_FREE, PREV_FREE);
+            assert_eq!(size_of(h), 4096);
+            set_prev_free(b, false);
+            assert_eq!(load(b), seal(b, 4096 | QUICK, SECRET));
+        }
     }
 
     #[test]

@@ -11,12 +11,12 @@ pub const WORD: usize = 8;
 /// Block sizes are multiples of the alignment, so that every block's user pointer stays aligned.
 pub const GRAIN: usize = ALIGNMENT;
 
-/// Bytes of metadata in every heap block: one header word before the user pointer and one footer
-/// word at the end of the block (see `block.rs`).
-pub const BLOCK_OVERHEAD: usize = 2 * WORD;
+/// Bytes of metadata in every heap block: one header word before the user pointer (a free block
+/// also has a footer, in what is payload while the block is in use: see `block.rs`).
+pub const BLOCK_OVERHEAD: usize = WORD;
 
-/// The smallest block: header, two free-list links, footer — rounded to the grain.
-pub const MIN_BLOCK: usize = round_up(BLOCK_OVERHEAD + 2 * WORD, GRAIN);
+/// The smallest block: header, two free-list links and footer while free, rounded to the grain.
+pub const MIN_BLOCK: usize = round_up(4 * WORD, GRAIN);
 
 /// Size classes step linearly by one grain up to this payload size, then geometrically.
 pub const LINEAR_LIMIT: usize = 64 * GRAIN;
@@ -78,9 +78,10 @@ pub const GROW_SHARE: usize = 8;
 /// Page size of the target (x86-64 and aarch64 Linux with 4 KiB pages).
 pub const PAGE: usize = 4096;
 
-/// Largest request size considered at all; beyond it malloc fails with ENOMEM at once (glibc uses
-/// the same bound: an object may not exceed PTRDIFF_MAX).
-pub const MAX_REQUEST: usize = (isize::MAX as usize) - 2 * PAGE - 64 * 1024;
+/// Largest request size considered at all; beyond it malloc fails with ENOMEM at once. glibc's
+/// bound is PTRDIFF_MAX; ours is 32 TiB, what a header's size field holds (`block::SIZE_LIMIT`),
+/// more than any machine can map.
+pub const MAX_REQUEST: usize = (1 << 45) - 2 * PAGE - 64 * 1024;
 
 /// Rounds `n` up to a multiple of `align` (a power of two). The caller guarantees no overflow.
 pub const fn round_up(n: usize, align: usize) -> usize {

@@ -13,12 +13,14 @@
 //! mapping of their own.
 //!
 //! Locking: the heap lock may be held while taking a quick-list lock (consolidation), never the
-//! other way round. A block's header is written only by the block's owner; the heap-lock holder
-//! reads neighbours' headers, and only trusts `FREE` — which only the heap-lock holder can set.
+//! other way round. A block's header is written by the block's owner, except `prev_free`, which
+//! only the heap-lock holder writes (in its own half of the word, see `block.rs`); the heap-lock
+//! holder reads neighbours' headers, and only trusts `FREE` — which only it can set.
 //!
 //! Invariants (checked by [`Heap::check`]):
 //! 1. Each segment is tiled exactly by blocks from its first block to its right fence; every
-//!    header and footer is sealed and they agree on the size.
+//!    header is sealed; every `FREE` block has a sealed footer that agrees on the size; and each
+//!    header's (and fence's) `prev_free` says exactly whether the block before it is `FREE`.
 //! 2. No two neighbouring blocks are both `FREE` (free blocks are always coalesced).
 //! 3. Every `FREE` block is either the top (the block right before the growable segment's fence)
 //!    or in exactly the bin of its size's class; bins are well-formed doubly linked lists.
@@ -27,7 +29,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::block::{self, FENCE, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, QUICK};
+use crate::block::{self, CHECKED, FENCE, FLIP_CHECKED, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, PREV_FREE, QUICK};
 use crate::config::{round_up, ALIGNMENT, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, NEARLY_EMPTY_QUIET, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
 use crate::diag::{fatal, fatal_at, fatal_sized};
 use crate::os;
@@ -61,8 +63,6 @@ const MAPPED_PREFIX: usize = 2 * WORD;
 const MAPPED_OFFSET: usize = round_up(MAPPED_PREFIX, ALIGNMENT);
 /// Mapped blocks remembered after unmapping, to diagnose double frees of them.
 const RECENT_UNMAPPED: usize = 64;
-/// Footer bit: the block was allocated in checking mode (or, while `QUICK`, filled at free).
-pub const FOOTER_CHECKED: u64 = 1;
 /// Prefix bit of a mapped block: allocated in checking mode.
 const PREFIX_CHECKED: usize = 1;
 /// A big free block's bookkeeping, after its header and links: the purge epoch it was freed in,
@@ -343,8 +343,12 @@ impl Core {
     /// As `insert`, for a block some of whose pages were given back already (`purged`, clipped to
     /// the block).
     unsafe fn insert_range(&mut self, b: usize, size: usize, purged: (usize, usize)) {
-        // SAFETY: the caller owns [b, b + size).
-        unsafe { block::write_tags(b, size, FREE, self.secret) };
+        // SAFETY: the caller owns [b, b + size); the header after it (a block's or the fence's)
+        // is a heap word, and its prev_free is ours to set under the heap lock.
+        unsafe {
+            block::write_tags(b, size, FREE, self.secret);
+            block::set_prev_free(b + size, true);
+        }
         self.free_bytes += size;
         self.free_blocks += 1;
         if size >= PURGE_MIN {
@@ -405,31 +409,33 @@ impl Core {
     /// Frees a block the caller owns, coalescing it with free neighbours.
     unsafe fn release(&mut self, mut b: usize, mut size: usize, func: &str) {
         let secret = self.secret;
-        // SAFETY: b is a block inside a segment, so the word before it (a footer or the left
-        // fence) and the header after it (a block or the right fence) are heap words.
+        // SAFETY: b is a block inside a segment, so its header, the word before it when the block
+        // before is FREE (that block's footer) and the header after it (a block or the right
+        // fence) are heap words.
         unsafe {
-            let f = block::load(b - WORD);
-            if !block::is_sealed(b - WORD, f, secret) {
-                fatal(func, "corrupted boundary tag before", b + HEADER);
-            }
-            let left_size = block::size_of(f);
             // The merged block keeps the larger purged range of its free neighbours.
             let mut purged = NOT_PURGED;
-            if left_size != 0 {
+            if block::load(b) & PREV_FREE != 0 {
+                let f = block::load(b - WORD);
+                if !block::is_sealed(b - WORD, f, secret) {
+                    fatal(func, "corrupted boundary tag before", b + HEADER);
+                }
+                let left_size = block::size_of(f);
+                if left_size == 0 {
+                    fatal(func, "corrupted boundary tag before", b + HEADER);
+                }
                 let l = b - left_size;
                 let lh = self.header(l, func);
-                if block::size_of(lh) != left_size {
+                if block::size_of(lh) != left_size || block::state_of(lh) != FREE {
                     fatal(func, "boundary tag disagrees with header at", l + HEADER);
                 }
-                if block::state_of(lh) == FREE {
-                    purged = self.purged_range(l, left_size);
-                    self.unlink(l, left_size);
-                    // The absorbed header stays behind as stale bytes: mark it FREE so that a
-                    // second free of this pointer is still recognised as a double free.
-                    block::store(b, block::seal(b, size as u64 | FREE, secret));
-                    b = l;
-                    size += left_size;
-                }
+                purged = self.purged_range(l, left_size);
+                self.unlink(l, left_size);
+                // The absorbed header stays behind as stale bytes: mark it FREE so that a
+                // second free of this pointer is still recognised as a double free.
+                block::store(b, block::seal(b, size as u64 | FREE, secret));
+                b = l;
+                size += left_size;
             }
             let r = b + size;
             let rh = self.header(r, func);
@@ -529,8 +535,11 @@ impl Core {
     /// returning the rest to the free lists. `need` is a valid block size <= `size`.
     unsafe fn carve(&mut self, b: usize, size: usize, need: usize, state: u64, purged: (usize, usize)) -> usize {
         let rest = size - need;
-        // SAFETY: the caller owns [b, b + size).
+        // SAFETY: the caller owns [b, b + size), whose header is valid; the header after it is a
+        // heap word.
         unsafe {
+            // What lies before b does not change (a block grown in place may follow a FREE one).
+            let state = state | (block::load(b) & PREV_FREE);
             if rest >= MIN_BLOCK {
                 block::write_tags(b, need, state, self.secret);
                 // The rest's right neighbour was the free block's neighbour: never FREE. It keeps
@@ -539,6 +548,7 @@ impl Core {
                 need
             } else {
                 block::write_tags(b, size, state, self.secret);
+                block::set_prev_free(b + size, false);
                 size
             }
         }
@@ -792,17 +802,14 @@ impl<S: Source> Heap<S> {
 
     /// Marks the live block at `p` (header `h`) as allocated in checking mode, or clears the mark.
     pub fn set_checked(&self, p: usize, h: u64, on: bool) {
-        let secret = self.secret();
-        // SAFETY: the caller owns the live block; its footer (heap block) or its offset word
-        // (mapped block) is its own metadata.
+        // SAFETY: the caller owns the live block; its header's high half (heap block) or its
+        // offset word (mapped block) is its own metadata.
         unsafe {
             if h & MAPPED != 0 {
                 let w = (p - MAPPED_PREFIX) as *mut usize;
                 *w = if on { *w | PREFIX_CHECKED } else { *w & !PREFIX_CHECKED };
-            } else {
-                let size = block::size_of(h);
-                let f = p - HEADER + size - WORD;
-                block::store(f, block::seal(f, size as u64 | if on { FOOTER_CHECKED } else { 0 }, secret));
+            } else if (block::load(p - HEADER) & CHECKED != 0) != on {
+                block::flip_state(p - HEADER, FLIP_CHECKED);
             }
         }
     }
@@ -814,8 +821,7 @@ impl<S: Source> Heap<S> {
             if h & MAPPED != 0 {
                 *((p - MAPPED_PREFIX) as *const usize) & PREFIX_CHECKED != 0
             } else {
-                let f = p - HEADER + block::size_of(h) - WORD;
-                block::load(f) & FOOTER_CHECKED != 0
+                block::load(p - HEADER) & CHECKED != 0
             }
         }
     }
@@ -851,7 +857,7 @@ impl<S: Source> Heap<S> {
                 self.quick_bytes.fetch_sub(QUICK_SIZE[c] as usize, Ordering::Relaxed);
                 drop(q);
                 // SAFETY: p was a QUICK block of ours; now it is the caller's.
-                unsafe { block::word_at(p - HEADER).fetch_xor(FLIP_IN_USE_QUICK, Ordering::Relaxed) };
+                unsafe { block::flip_state(p - HEADER, FLIP_IN_USE_QUICK) };
                 self.counters.out(c, 1);
                 return Some(p);
             }
@@ -926,9 +932,11 @@ impl<S: Source> Heap<S> {
                 // Contiguous: the old fence becomes the header of a block spanning the new space.
                 let len = (*seg).len.load(Ordering::Relaxed) + r.len;
                 let b = core.fence;
+                // The fence's prev_free (the top before it) carries over to the new block.
+                let prev_free = block::load(b) & PREV_FREE;
                 core.fence = r.start + r.len - WORD;
                 core.write_fence(core.fence);
-                block::write_tags(b, core.fence - b, IN_USE, secret);
+                block::write_tags(b, core.fence - b, IN_USE | prev_free, secret);
                 core.release(b, core.fence - b, "malloc");
                 (*seg).len.store(len, Ordering::Release);
             } else {
@@ -982,7 +990,7 @@ impl<S: Source> Heap<S> {
                     if block::state_of(h) != QUICK || !quick_size_fits(block::size_of(h), c) {
                         fatal("malloc", "corrupted quick list at", p);
                     }
-                    block::store(b, h ^ FLIP_QUICK_FREE);
+                    block::flip_state(b, FLIP_QUICK_FREE);
                     core.release(b, block::size_of(h), "malloc");
                 }
                 p = next;
@@ -1063,6 +1071,8 @@ impl<S: Source> Heap<S> {
                     }
                     if rest >= MIN_BLOCK {
                         core.insert_range(b + k * size, rest, purged);
+                    } else {
+                        block::set_prev_free(b + got, false);
                     }
                     n += k;
                 }
@@ -1125,7 +1135,7 @@ impl<S: Source> Heap<S> {
         if let Some(c) = quick_class_of_block(size) {
             let secret = self.secret();
             // SAFETY: the caller owns the block; it becomes QUICK and goes on the quick list.
-            unsafe { block::store(b, h ^ FLIP_IN_USE_QUICK) };
+            unsafe { block::flip_state(b, FLIP_IN_USE_QUICK) };
             let mut q = self.quick[c].lock();
             // SAFETY: p's first payload word becomes its link.
             unsafe { *(p as *mut usize) = block::encode_link(p, q.head, secret) };
@@ -1293,7 +1303,8 @@ impl<S: Source> Heap<S> {
                 self.with_core(|core| {
                     // SAFETY: the caller owns the block; the tail becomes a free block.
                     unsafe {
-                        block::write_tags(b, need, IN_USE, core.secret);
+                        let prev_free = block::load(b) & PREV_FREE;
+                        block::write_tags(b, need, IN_USE | prev_free, core.secret);
                         block::write_tags(b + need, size - need, IN_USE, core.secret);
                         core.release(b + need, size - need, "realloc");
                     }
@@ -1384,7 +1395,7 @@ impl<S: Source> Heap<S> {
         // so p - base is exactly this for alignments up to a page, and at most this beyond.
         let front = round_up(MAPPED_PREFIX, align);
         let len = n.checked_add(front)?.checked_add(PAGE - 1)? & !(PAGE - 1);
-        if len > isize::MAX as usize {
+        if len >= block::SIZE_LIMIT {
             return None;
         }
         let secret = self.init_secret();
@@ -1461,6 +1472,9 @@ impl<S: Source> Heap<S> {
             return Some(q);
         }
         let new_len = n.checked_add(offset)?.checked_add(PAGE - 1)? & !(PAGE - 1);
+        if new_len >= block::SIZE_LIMIT {
+            return None;
+        }
         if new_len == len {
             return Some(p);
         }
@@ -1580,7 +1594,7 @@ impl<S: Source> Heap<S> {
                 if block::load(first - WORD) != block::seal(first - WORD, 0, secret) {
                     return Err("left fence damaged");
                 }
-                if block::load(fence) != block::seal(fence, FENCE, secret) {
+                if block::load(fence) & !PREV_FREE != block::seal(fence, FENCE, secret) {
                     return Err("right fence damaged");
                 }
                 let mut b = first;
@@ -1590,14 +1604,21 @@ impl<S: Source> Heap<S> {
                     if !block::is_sealed(b, h, secret) {
                         return Err("header check failed");
                     }
+                    if (h & PREV_FREE != 0) != prev_free {
+                        return Err("prev_free disagrees with the block before");
+                    }
                     let size = block::size_of(h);
                     if size < MIN_BLOCK || size % GRAIN != 0 || b + size > fence {
                         return Err("block size out of range");
                     }
-                    let f = b + size - WORD;
-                    let fw = block::load(f);
-                    if fw != block::seal(f, size as u64, secret) && fw != block::seal(f, size as u64 | FOOTER_CHECKED, secret) {
-                        return Err("footer does not match header");
+                    if block::state_of(h) == FREE {
+                        let f = b + size - WORD;
+                        if block::load(f) != block::seal(f, size as u64, secret) {
+                            return Err("footer does not match header");
+                        }
+                        if h & CHECKED != 0 {
+                            return Err("checking-mode mark on a free block");
+                        }
                     }
                     match block::state_of(h) {
                         FREE => {
@@ -1628,6 +1649,9 @@ impl<S: Source> Heap<S> {
                 }
                 if b != fence {
                     return Err("blocks do not tile the segment");
+                }
+                if (block::load(fence) & PREV_FREE != 0) != prev_free {
+                    return Err("the fence's prev_free disagrees with the last block");
                 }
                 seg = s.next;
             }

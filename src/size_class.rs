@@ -5,10 +5,11 @@
 //! `STEPS_PER_DOUBLING` classes per power of two of payload (at most 25% waste). Geometric classes
 //! are spaced on the payload, not on the block, so that a block holds a power-of-two request
 //! exactly: programs ask for 1024, 4096, 65536 bytes far more often than for their neighbours, and
-//! a block of 2^k bytes would leave such a request 16 bytes short and push it to the next class,
-//! 25% bigger. The last class, `NUM_CLASSES - 1`, takes every block too big for the others. With
+//! a block of 2^k bytes would leave such a request short of its metadata and push it to the next
+//! class, 25% bigger. The last class, `NUM_CLASSES - 1`, takes every block too big for the others. With
 //! the defaults (16-byte grain, 128 classes): 64 linear classes of 32..=1040 bytes (payloads
-//! 16..=1024), then 1296, 1552, 1808, 2064, 2576, … (payloads 1280, 1536, 1792, 2048, 2560, …).
+//! 24..=1032), then 1296, 1552, 1808, 2064, 2576, … (for requests up to 1280, 1536, 1792, 2048,
+//! 2560, …: class sizes step by the metadata rounded up to the grain).
 //!
 //! A class is *quick* when its blocks are served by thread caches and per-class quick lists
 //! without coalescing: every class whose block is at most `QUICK_LIMIT` bytes (payloads up to

@@ -165,10 +165,7 @@ impl ThreadCache {
         bin.head = HEAP.next_quick(p, secret);
         bin.count -= 1;
         // SAFETY: p is a QUICK block owned by this cache; it becomes the caller's.
-        unsafe {
-            let hw = p - block::HEADER;
-            block::store(hw, block::load(hw) ^ FLIP_IN_USE_QUICK);
-        }
+        unsafe { block::flip_state(p - block::HEADER, FLIP_IN_USE_QUICK) };
         bump(&bin.pops, 1);
         p
     }
@@ -181,11 +178,12 @@ impl ThreadCache {
         if bin.count >= bin.max {
             return false;
         }
+        debug_assert_eq!(block::state_of(h), block::IN_USE);
         let secret = HEAP.secret();
         // SAFETY: the caller validated p as a live block it owns; it becomes QUICK in this cache.
         unsafe {
             *(p as *mut usize) = block::encode_link(p, bin.head, secret);
-            block::store(p - block::HEADER, h ^ FLIP_IN_USE_QUICK);
+            block::flip_state(p - block::HEADER, FLIP_IN_USE_QUICK);
         }
         if bin.count == 0 {
             bin.tail = p;

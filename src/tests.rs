@@ -760,7 +760,7 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
                 for _ in 0..count {
                     let next = h.next_quick(p, secret);
                     // SAFETY: p is a QUICK block the "cache" owns; it becomes the user's.
-                    unsafe { block::word_at(p - 8).fetch_xor(block::FLIP_IN_USE_QUICK, std::sync::atomic::Ordering::Relaxed) };
+                    unsafe { block::flip_state(p - 8, block::FLIP_IN_USE_QUICK) };
                     let n = QUICK_SIZE[c] as usize - BLOCK_OVERHEAD;
                     m.add(&h, p, n, tag, ALIGNMENT);
                     last = p;
