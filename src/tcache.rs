@@ -200,7 +200,8 @@ impl ThreadCache {
         self.note_slow_event();
         let bin = &mut self.bins[c];
         let want = (bin.max as usize / 2).max(1);
-        let (head, tail, n) = HEAP.refill(c, want);
+        // A chain another bin flushed fits this one whole: one step, no walk.
+        let (head, tail, n) = HEAP.refill(c, want, bin.max as usize);
         if n == 0 {
             return 0;
         }

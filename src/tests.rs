@@ -294,7 +294,7 @@ fn refills_use_small_fragments_and_slivers_survive_consolidation() {
     assert!(before.free_blocks >= 199);
     // A refill of the 48-byte class takes those fragments one by one (best fit) rather than
     // cutting a run out of the top; each carries a 16-byte sliver it cannot split off.
-    let (head, _, n) = h.refill(c, 32);
+    let (head, _, n) = h.refill(c, 32, 0);
     assert_eq!(n, 32);
     let secret = h.secret();
     let mut p = head;
@@ -754,7 +754,7 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
             88..=93 => {
                 // What a thread cache does: take a batch of a quick class, hand it out.
                 let c = rng.below(NUM_QUICK);
-                let (mut p, tail, count) = h.refill(c, 1 + rng.below(32));
+                let (mut p, tail, count) = h.refill(c, 1 + rng.below(32), rng.below(48));
                 let mut last = 0;
                 let secret = h.secret();
                 for _ in 0..count {
