@@ -7,6 +7,7 @@
 
 #include "check.h"
 
+#include <malloc.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -33,6 +34,24 @@ static void __attribute__((unused)) busy_heap(void) {
         free(busy_live[i]);
         busy_live[i] = NULL;
     }
+}
+
+/* Bytes between one block's last usable byte and the next block's user pointer: the next block's
+ * header (an in-use block has no footer; see DESIGN.md, "The block"). */
+#define BLOCK_HEADER_BYTES 8
+
+/* Finds two of the n blocks (all of one size) that are neighbours in memory, first then second.
+ * Returns 0 when none are. */
+static int __attribute__((unused)) adjacent_pair(char **blk, int n, char **first, char **second) {
+    size_t stride = malloc_usable_size(blk[0]) + BLOCK_HEADER_BYTES;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            if (blk[j] == blk[i] + stride) {
+                *first = blk[i];
+                *second = blk[j];
+                return 1;
+            }
+    return 0;
 }
 
 #endif

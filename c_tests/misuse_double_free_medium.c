@@ -18,12 +18,8 @@ int main(void) {
         memset(blk[i], 'A' + i, SIZE);
     }
     /* Two neighbours in memory: left, then m. */
-    size_t stride = malloc_usable_size(blk[0]) + 8; /* the next block's header */
     char *left = NULL, *m = NULL;
-    for (int i = 0; i < N && !left; i++)
-        for (int j = 0; j < N; j++)
-            if (blk[j] == blk[i] + stride) { left = blk[i]; m = blk[j]; break; }
-    if (!left) {
+    if (!adjacent_pair(blk, N, &left, &m)) {
         fprintf(stderr, "misuse_double_free_medium: no two adjacent blocks found\n");
         return 1;
     }

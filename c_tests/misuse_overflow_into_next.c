@@ -18,12 +18,8 @@ int main(void) {
     }
     /* Find a block whose neighbour in memory is another of ours. */
     size_t usable = malloc_usable_size(blk[0]);
-    size_t stride = usable + 8; /* the next block's header */
     char *a = NULL, *b = NULL;
-    for (int i = 0; i < N && !a; i++)
-        for (int j = 0; j < N; j++)
-            if (blk[j] == blk[i] + stride) { a = blk[i]; b = blk[j]; break; }
-    if (!a) {
+    if (!adjacent_pair(blk, N, &a, &b)) {
         fprintf(stderr, "misuse_overflow_into_next: no two adjacent blocks found\n");
         return 1;
     }
