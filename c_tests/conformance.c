@@ -944,6 +944,57 @@ static void test_trim_and_stats(void) {
     CHECK(heap_check() == 0);
 }
 
+/* The "live" column of malloc_stats()'s row `label` (for example "160 B"); -1 if there is none. */
+static long stats_live(const char *label) {
+    FILE *tmp = tmpfile();
+    if (!tmp)
+        return -1;
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    malloc_stats();
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    char line[256], want[64];
+    long live = -1;
+    snprintf(want, sizeof want, "my_alloc: %s ", label);
+    while (fgets(line, sizeof line, tmp)) {
+        unsigned long long requests, lv;
+        if (strncmp(line, want, strlen(want)) == 0 && sscanf(line + strlen(want), "%llu %llu", &requests, &lv) == 2) {
+            live = (long)lv;
+            break;
+        }
+    }
+    fclose(tmp);
+    return live;
+}
+
+/* A block resized in place changes size class: the statistics move it from one row to the other
+ * (they once counted its allocation in the old row and its free in the new one). */
+static void test_stats_follow_resize(void) {
+    enum { N = 64 };
+    static char *p[N];
+    long before_big = stats_live("160 B"), before_small = stats_live("80 B");
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(150);
+        CHECK(p[i] != NULL);
+    }
+    CHECK(stats_live("160 B") == (before_big < 0 ? 0 : before_big) + N);
+    for (int i = 0; i < N; i++) {
+        p[i] = realloc(p[i], 60);   /* halves the block: split in place */
+        CHECK(p[i] != NULL);
+    }
+    CHECK(stats_live("160 B") == (before_big < 0 ? 0 : before_big));
+    CHECK(stats_live("80 B") == (before_small < 0 ? 0 : before_small) + N);
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    long after_small = stats_live("80 B");
+    CHECK(after_small == (before_small < 0 ? 0 : before_small));
+    if (after_small != (before_small < 0 ? 0 : before_small))
+        fprintf(stderr, "  80 B row: live %ld before, %ld after\n", before_small, after_small);
+}
+
 /* ---- randomized mix ----------------------------------------------------------------------------- */
 
 static void test_random(void) {
@@ -1075,6 +1126,7 @@ int main(void) {
     test_no_overlap();
     test_random();
     test_trim_and_stats();
+    test_stats_follow_resize();
     CHECK(heap_check() == 0);
     return DONE("conformance");
 }

@@ -166,7 +166,10 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
         return or_enomem(checked::realloc(p, h, n, func));
     }
     match HEAP.resize_in_place(p, h, n) {
-        Resized::Done(q) => q as *mut c_void,
+        Resized::Done(q) => {
+            stats::note_resized(h, q);
+            q as *mut c_void
+        }
         Resized::NoMemory => {
             set_errno(libc::ENOMEM);
             core::ptr::null_mut()

@@ -249,8 +249,16 @@ impl HeapCounters {
         }
     }
 
-    /// Records `n` blocks of class `c` coming back (never below zero: a block may change class
-    /// while it is out, through realloc in place).
+    /// Records a block resized in place from class `from` to class `to`.
+    fn moved(&self, from: usize, to: usize) {
+        if from != to {
+            self.back(from, 1);
+            self.out(to, 1);
+        }
+    }
+
+    /// Records `n` blocks of class `c` coming back (never below zero, in case a caller's count
+    /// and ours disagree).
     fn back(&self, c: usize, n: usize) {
         let _ = self.class_held[c].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some(h.saturating_sub(n)));
     }
@@ -1375,6 +1383,7 @@ impl<S: Source> Heap<S> {
                         core.release(b + need, size - need, "realloc");
                     }
                 });
+                self.counters.moved(class_of(size), class_of(need));
             }
             return Resized::Done(p);
         }
@@ -1390,13 +1399,13 @@ impl<S: Source> Heap<S> {
                     if block::state_of(rh) == FREE && size + right >= need {
                         let purged = core.purged_range(r, right);
                         core.unlink(r, right);
-                        core.carve(b, size + right, need, IN_USE, purged);
-                        return true;
+                        return core.carve(b, size + right, need, IN_USE, purged);
                     }
-                    false
+                    0
                 }
             });
-            if grown {
+            if grown != 0 {
+                self.counters.moved(class_of(size), class_of(grown));
                 return Resized::Done(p);
             }
         }

@@ -38,6 +38,17 @@ pub fn note_uncached_free(h: u64) {
     UNCACHED_FREES[row_of(h)].fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts a block resized in place (old header `h`, now at `q`) as a free in its old row and an
+/// allocation in its new one, so that each row's allocations and frees stay about the same blocks.
+pub fn note_resized(h: u64, q: usize) {
+    // SAFETY: q is the live block just resized; its header precedes it.
+    let row = row_of(unsafe { block::load(q - block::HEADER) });
+    if row != row_of(h) {
+        note_uncached_free(h);
+        UNCACHED_ALLOCS[row].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// One size class's counters.
 #[derive(Default, Clone, Copy)]
 pub struct ClassRow {
