@@ -219,6 +219,13 @@ pub struct HeapCounters {
     pub class_held: [AtomicUsize; NUM_CLASSES],
     /// See `class_held`.
     pub class_peak: [AtomicUsize; NUM_CLASSES],
+    /// Blocks carved for a refill of class `c` that a cache may hand out as one block of `c` but
+    /// that are one class bigger (`class_widened_from[c]`), and which class (`class_widened_to`):
+    /// the last block of a run absorbs a sliver too small to be a block of its own, and is freed
+    /// as the bigger block it is. The statistics move such allocations to the bigger class.
+    pub class_widened_from: [AtomicUsize; NUM_CLASSES],
+    /// See `class_widened_from`.
+    pub class_widened_to: [AtomicUsize; NUM_CLASSES],
     /// Highest number of mapped blocks live at once.
     pub mapped_peak: AtomicUsize,
     /// Bytes currently obtained from the source (segments and mappings).
@@ -246,6 +253,24 @@ impl HeapCounters {
         let held = self.class_held[c].fetch_add(n, Ordering::Relaxed) + n;
         if held > self.class_peak[c].load(Ordering::Relaxed) {
             self.class_peak[c].fetch_max(held, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a block carved for class `from` that goes out as a block of class `to`
+    /// (`undo`: it comes back without having been handed out).
+    fn widened(&self, from: usize, to: usize, n: usize) {
+        if from != to {
+            self.class_widened_from[from].fetch_add(n, Ordering::Relaxed);
+            self.class_widened_to[to].fetch_add(n, Ordering::Relaxed);
+        }
+        self.out(to, n);
+    }
+
+    /// Takes back `widened(from, to, 1)` for a block that was never handed out.
+    fn unwidened(&self, from: usize, to: usize) {
+        if from != to {
+            let _ = self.class_widened_from[from].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+            let _ = self.class_widened_to[to].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
         }
     }
 
@@ -681,6 +706,8 @@ impl<S: Source> Heap<S> {
             counters: HeapCounters {
                 class_held: [const { AtomicUsize::new(0) }; NUM_CLASSES],
                 class_peak: [const { AtomicUsize::new(0) }; NUM_CLASSES],
+                class_widened_from: [const { AtomicUsize::new(0) }; NUM_CLASSES],
+                class_widened_to: [const { AtomicUsize::new(0) }; NUM_CLASSES],
                 mapped_peak: AtomicUsize::new(0),
                 os_bytes: AtomicUsize::new(0),
                 os_peak: AtomicUsize::new(0),
@@ -1080,6 +1107,11 @@ impl<S: Source> Heap<S> {
                         if block::state_of(h) != QUICK || !quick_size_fits(block::size_of(h), c) {
                             fatal("malloc", "corrupted quick list at", p);
                         }
+                        if block::size_of(h) != QUICK_SIZE[c] as usize {
+                            // A widened block no cache handed out (one that was would have
+                            // been freed into its own, bigger class).
+                            self.counters.unwidened(c, class_of(block::size_of(h)));
+                        }
                         block::flip_state(b, FLIP_QUICK_FREE);
                         core.release(b, block::size_of(h), "malloc");
                     }
@@ -1106,9 +1138,7 @@ impl<S: Source> Heap<S> {
                 return (head, tail, n);
             }
         }
-        let run = self.carve_run(c, max);
-        self.counters.out(c, run.2);
-        run
+        self.carve_run(c, max)
     }
 
     /// Carves up to `max` `QUICK` blocks of class `c` out of the best-fitting free blocks.
@@ -1123,6 +1153,7 @@ impl<S: Source> Heap<S> {
             let secret = core.secret;
             let (mut head, mut tail) = (0, 0);
             let mut n = 0;
+            let mut widened = 0;
             // SAFETY: under the heap lock; blocks from take/take_or_grow are ours to cut.
             unsafe {
                 while n < max {
@@ -1139,6 +1170,10 @@ impl<S: Source> Heap<S> {
                         let bi = b + i * size;
                         // The last block absorbs a sliver too small to be a block of its own.
                         let bsize = if i == k - 1 && rest < MIN_BLOCK { size + rest } else { size };
+                        if bsize != size {
+                            self.counters.widened(c, class_of(bsize), 1);
+                            widened += 1;
+                        }
                         block::write_tags(bi, bsize, QUICK, secret);
                         let p = bi + HEADER;
                         *(p as *mut usize) = block::encode_link(p, head, secret);
@@ -1156,6 +1191,7 @@ impl<S: Source> Heap<S> {
                 }
             }
             self.carved_since_consolidation.fetch_add(n * size, Ordering::Relaxed);
+            self.counters.out(c, n - widened);
             (head, tail, n)
         })
     }

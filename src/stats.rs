@@ -125,6 +125,10 @@ pub fn summary() -> Summary {
     let c = &HEAP.counters;
     for (i, row) in s.rows.iter_mut().enumerate().take(NUM_CLASSES) {
         row.peak = c.class_peak[i].load(Ordering::Relaxed) as u64;
+        // A cache counted a widened block's allocation in the class it was carved for; the
+        // block is freed in the class it is: count both in the latter.
+        row.requests = (row.requests + c.class_widened_to[i].load(Ordering::Relaxed) as u64)
+            .saturating_sub(c.class_widened_from[i].load(Ordering::Relaxed) as u64);
     }
     s.rows[MAPPED_ROW].peak = c.mapped_peak.load(Ordering::Relaxed) as u64;
     s.peak_held = c.held_peak.load(Ordering::Relaxed) as u64;
