@@ -10,6 +10,11 @@
 
 static unsigned long checks_run __attribute__((unused)), checks_failed __attribute__((unused));
 
+/* The bytes of metadata before every user pointer (an in-use block has a header and no footer;
+ * see DESIGN.md, "The block"): a block's size is its usable size plus this, and the next block's
+ * user pointer follows a block's last usable byte by this much. */
+#define BLOCK_HEADER_BYTES 8
+
 #define CHECK(cond)                                                                      \
     do {                                                                                 \
         checks_run++;                                                                    \

@@ -996,7 +996,7 @@ static void test_stats_follow_resize(void) {
         p[i] = malloc(150);
         CHECK(p[i] != NULL);
     }
-    size_t big = (malloc_usable_size(p[0]) + 8) / 16;   /* the 8-byte header */
+    size_t big = (malloc_usable_size(p[0]) + BLOCK_HEADER_BYTES) / 16;
     CHECK(stats_live_delta(base, now) == N);
     CHECK(now[big] - base[big] > N / 2);
     for (int i = 0; i < N; i++) {
@@ -1004,7 +1004,7 @@ static void test_stats_follow_resize(void) {
         CHECK(q == p[i]);
         p[i] = q;
     }
-    size_t small = (malloc_usable_size(p[0]) + 8) / 16;
+    size_t small = (malloc_usable_size(p[0]) + BLOCK_HEADER_BYTES) / 16;
     CHECK(small < big);
     CHECK(stats_live_delta(base, now) == N);
     CHECK(now[big] - base[big] < N / 2);

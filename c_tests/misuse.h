@@ -36,9 +36,6 @@ static void __attribute__((unused)) busy_heap(void) {
     }
 }
 
-/* Bytes between one block's last usable byte and the next block's user pointer: the next block's
- * header (an in-use block has no footer; see DESIGN.md, "The block"). */
-#define BLOCK_HEADER_BYTES 8
 
 /* Finds two of the n blocks (all of one size) that are neighbours in memory, first then second.
  * Returns 0 when none are. */

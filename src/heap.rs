@@ -256,17 +256,16 @@ impl HeapCounters {
         }
     }
 
-    /// Records a block carved for class `from` that goes out as a block of class `to`
-    /// (`undo`: it comes back without having been handed out).
-    fn widened(&self, from: usize, to: usize, n: usize) {
+    /// Records a block carved for class `from` that goes out as a block of class `to`.
+    fn widened(&self, from: usize, to: usize) {
         if from != to {
-            self.class_widened_from[from].fetch_add(n, Ordering::Relaxed);
-            self.class_widened_to[to].fetch_add(n, Ordering::Relaxed);
+            self.class_widened_from[from].fetch_add(1, Ordering::Relaxed);
+            self.class_widened_to[to].fetch_add(1, Ordering::Relaxed);
         }
-        self.out(to, n);
+        self.out(to, 1);
     }
 
-    /// Takes back `widened(from, to, 1)` for a block that was never handed out.
+    /// Takes back `widened(from, to)` for a block no cache handed out.
     fn unwidened(&self, from: usize, to: usize) {
         if from != to {
             let _ = self.class_widened_from[from].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
@@ -978,7 +977,15 @@ impl<S: Source> Heap<S> {
                 self.quick_bytes.fetch_sub(QUICK_SIZE[c] as usize, Ordering::Relaxed);
                 drop(q);
                 // SAFETY: p was a QUICK block of ours; now it is the caller's.
-                unsafe { block::flip_state(p - HEADER, FLIP_IN_USE_QUICK) };
+                let size = unsafe {
+                    block::flip_state(p - HEADER, FLIP_IN_USE_QUICK);
+                    block::size_of(block::load(p - HEADER))
+                };
+                if size != QUICK_SIZE[c] as usize {
+                    // A widened block a cache flushed without handing it out: the statistics
+                    // count this allocation in the class it is.
+                    self.counters.unwidened(c, class_of(size));
+                }
                 self.counters.out(c, 1);
                 return Some(p);
             }
@@ -1171,7 +1178,7 @@ impl<S: Source> Heap<S> {
                         // The last block absorbs a sliver too small to be a block of its own.
                         let bsize = if i == k - 1 && rest < MIN_BLOCK { size + rest } else { size };
                         if bsize != size {
-                            self.counters.widened(c, class_of(bsize), 1);
+                            self.counters.widened(c, class_of(bsize));
                             widened += 1;
                         }
                         block::write_tags(bi, bsize, QUICK, secret);
