@@ -146,6 +146,19 @@ unsafe fn halves<'a>(addr: usize) -> (&'a AtomicU32, &'a AtomicU32) {
     unsafe { (AtomicU32::from_ptr(addr as *mut u32), AtomicU32::from_ptr((addr + 4) as *mut u32)) }
 }
 
+/// Starts loading the memory at `addr` (a block's user pointer, say) into the cache, for a walk
+/// of a free list whose blocks have left it: a hint that never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// Reads the metadata word at `addr`.
 ///
 /// # Safety

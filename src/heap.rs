@@ -1107,6 +1107,9 @@ impl<S: Source> Heap<S> {
                 let mut p = head;
                 while p != 0 {
                     let next = self.next_quick(p, secret);
+                    // The chain's blocks have mostly left the cache: start loading the next one
+                    // while this one is coalesced.
+                    block::prefetch(next);
                     let b = p - HEADER;
                     // SAFETY: blocks on a quick list are QUICK blocks in segments; we own them now.
                     unsafe {

@@ -163,7 +163,7 @@ impl ThreadCache {
         }
         let secret = HEAP.secret();
         let next = HEAP.next_quick(p, secret);
-        prefetch(next);
+        block::prefetch(next);
         bin.head = next;
         bin.count -= 1;
         // SAFETY: p is a QUICK block owned by this cache; it becomes the caller's.
@@ -413,17 +413,4 @@ pub fn lock_for_fork() {
 pub unsafe fn unlock_after_fork() {
     // SAFETY: forwarded from the caller.
     unsafe { POOL.unlock_after_fork() };
-}
-
-/// Starts loading the block at `p` into the cache: the next allocation of its class reads its
-/// link and writes its header, and without this it often waits for memory there.
-#[inline(always)]
-fn prefetch(p: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
