@@ -301,7 +301,7 @@ fn refills_use_small_fragments_and_slivers_survive_consolidation() {
     let mut chain = Vec::new();
     while p != 0 {
         // SAFETY: p heads a QUICK block of the chain.
-        assert_eq!(block::size_of(unsafe { block::load(p - 8) }), fragment);
+        assert_eq!(block::size_of(unsafe { block::load(p - block::HEADER) }), fragment);
         assert!(ps.contains(&p), "not a reused fragment");
         chain.push(p);
         p = h.next_quick(p, secret);
@@ -478,7 +478,7 @@ fn trimming_to_nothing_leaves_no_access_to_the_pages_given_back() {
     }
     let h = new_heap(64 << 20);
     let p = h.malloc(64).unwrap();
-    let top = p - 8 + crate::size_class::alloc_block_size(64).unwrap(); // taken off the top
+    let top = p - block::HEADER + crate::size_class::alloc_block_size(64).unwrap(); // taken off the top
     let want = (PAGE - 40).wrapping_sub(top % PAGE) % PAGE + 9 * PAGE; // beyond the quick classes
     let q = h.malloc(want - BLOCK_OVERHEAD).unwrap();
     assert_eq!((q - 8 + want) % PAGE, PAGE - 40, "the top is not where the test wants it");
@@ -530,7 +530,7 @@ fn a_nearly_empty_heap_gives_its_top_back_at_once() {
             let h0 = h.validate(p, "free");
             // SAFETY: the "cache" owns p; it becomes QUICK and links to the next one.
             unsafe {
-                block::store(p - 8, h0 ^ block::FLIP_IN_USE_QUICK);
+                block::store(p - block::HEADER, h0 ^ block::FLIP_IN_USE_QUICK);
                 *(p as *mut usize) = block::encode_link(p, chunk.get(i + 1).copied().unwrap_or(0), secret);
             }
         }
@@ -637,7 +637,7 @@ fn a_smashed_header_is_caught() {
     let h = new_heap(16 << 20);
     let p = h.malloc(200).unwrap();
     // SAFETY: the header word is heap memory (this is the corruption under test).
-    unsafe { *((p - 8) as *mut u64) ^= 0x1000 };
+    unsafe { *((p - block::HEADER) as *mut u64) ^= 0x1000 };
     h.free(p);
 }
 
@@ -695,7 +695,7 @@ impl Model {
         assert!(u >= n, "usable {u} < requested {n}");
         // No overlap with the neighbours in address order.
         if let Some((&q, l)) = self.live.range(..p).next_back() {
-            assert!(q + usable(h, q).max(l.n) <= p - 8, "{q:#x} overlaps {p:#x}");
+            assert!(q + usable(h, q).max(l.n) <= p - block::HEADER, "{q:#x} overlaps {p:#x}");
         }
         if let Some((&q, _)) = self.live.range(p..).next() {
             assert!(p + u <= q - 8, "{p:#x} overlaps {q:#x}");
@@ -760,7 +760,7 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
                 for _ in 0..count {
                     let next = h.next_quick(p, secret);
                     // SAFETY: p is a QUICK block the "cache" owns; it becomes the user's.
-                    unsafe { block::flip_state(p - 8, block::FLIP_IN_USE_QUICK) };
+                    unsafe { block::flip_state(p - block::HEADER, block::FLIP_IN_USE_QUICK) };
                     let n = QUICK_SIZE[c] as usize - BLOCK_OVERHEAD;
                     m.add(&h, p, n, tag, ALIGNMENT);
                     last = p;
@@ -779,7 +779,7 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
                     .copied()
                     .filter(|&p| {
                         // SAFETY: live blocks have valid headers.
-                        block::size_of(unsafe { block::load(p - 8) }) == size
+                        block::size_of(unsafe { block::load(p - block::HEADER) }) == size
                     })
                     .take(16)
                     .collect();
@@ -792,7 +792,7 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
                     let h0 = h.validate(p, "free");
                     // SAFETY: the "cache" owns p; it becomes QUICK and links to the next victim.
                     unsafe {
-                        block::store(p - 8, h0 ^ block::FLIP_IN_USE_QUICK);
+                        block::store(p - block::HEADER, h0 ^ block::FLIP_IN_USE_QUICK);
                         let next = victims.get(i + 1).copied().unwrap_or(0);
                         *(p as *mut usize) = block::encode_link(p, next, secret);
                     }
