@@ -469,6 +469,35 @@ fn big_free_blocks_are_purged_after_the_decay_and_stay_usable() {
 }
 
 #[test]
+fn a_hole_the_heap_keeps_extending_past_is_purged_without_waiting() {
+    let h = new_heap(64 << 20);
+    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    let n = 200_000;
+    let a = h.malloc(n).unwrap();
+    let _guard = h.malloc(1000).unwrap(); // keeps a from merging into the top
+    fill(a, n, 0x55);
+    h.free(a);
+    // Each block is too big for the hole: the heap carves it from the top, more than
+    // 1/EXTEND_PURGE_SHARE of the heap each time. The clock never moves.
+    let extend = |h: &Heap<TestSource>| h.malloc(250_000).unwrap(); // below the mapping threshold
+    let mut kept = vec![extend(&h), extend(&h)];
+    assert_eq!(h.source().purged(), 0, "purged before the heap extended past the hole twice");
+    kept.push(extend(&h));
+    let purged = h.source().purged();
+    assert!(purged >= n - 3 * PAGE, "only {purged} bytes purged");
+    h.check().unwrap();
+    // The hole is still usable and reads back as zero but for what the heap keeps at its ends.
+    let b = h.malloc(n).unwrap();
+    assert_eq!(b, a);
+    assert!(holds(a + 2 * PAGE, n - 4 * PAGE, 0));
+    h.free(b);
+    for p in kept {
+        h.free(p);
+    }
+    h.check().unwrap();
+}
+
+#[test]
 fn trimming_to_nothing_leaves_no_access_to_the_pages_given_back() {
     // The top's bookkeeping lies 32..48 bytes into it: place the top 40 bytes before a page
     // boundary and trim it to its minimum, so that the boundary falls inside the bookkeeping.
