@@ -426,38 +426,59 @@ fn the_top_is_trimmed_back_to_the_source() {
     h.check().unwrap();
 }
 
-#[test]
-fn big_free_blocks_are_purged_after_the_decay_and_stay_usable() {
+/// A heap with enough live memory not to be nearly empty (which would purge at once), and a block
+/// of `n` bytes filled with `byte` whose neighbours stay live, so that freed it stays a hole.
+/// Returns the heap, the block and the live blocks.
+fn heap_with_a_guarded_block(n: usize, byte: u8) -> (Box<Heap<TestSource>>, usize, Vec<usize>) {
     let h = new_heap(64 << 20);
-    // Enough live memory that the heap is not nearly empty (which would purge at once).
-    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
-    let n = 200_000;
+    let mut live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
     let a = h.malloc(n).unwrap();
-    let _guard = h.malloc(1000).unwrap(); // keeps a from merging into the top
-    fill(a, n, 0x77);
-    h.free(a);
-    let half_decay = crate::config::TRIM_DECAY_MS / 2;
-    // Another free in the heap runs the purge pass: not before the block has been free for a
-    // whole interval.
-    let churn = |h: &Heap<TestSource>| {
-        let x = h.malloc(250_000).unwrap(); // too big for a: from the top
-        h.free(x);
-    };
-    churn(&h);
-    assert_eq!(h.source().purged(), 0, "purged at once");
-    for _ in 0..3 {
-        h.source().advance_clock(half_decay);
-        churn(&h);
-    }
+    live.push(h.malloc(1000).unwrap());
+    fill(a, n, byte);
+    (h, a, live)
+}
+
+/// The freed block `a` of `n` bytes had its pages given back, and is still usable: the same
+/// block again, reading back as zero (as after MADV_DONTNEED) but for what the heap keeps at its
+/// ends.
+fn assert_purged_and_reusable(h: &Heap<TestSource>, a: usize, n: usize) {
     let purged = h.source().purged();
     assert!(purged >= n - 3 * PAGE, "only {purged} bytes purged");
     h.check().unwrap();
-    // The block is still usable; its pages read back as zero (as after MADV_DONTNEED) except
-    // what the heap keeps at its ends.
     let b = h.malloc(n).unwrap();
     assert_eq!(b, a);
     assert!(holds(a + 2 * PAGE, n - 4 * PAGE, 0));
     h.free(b);
+}
+
+#[test]
+fn big_free_blocks_are_purged_after_the_decay_and_stay_usable() {
+    let n = 200_000;
+    let (h, a, _live) = heap_with_a_guarded_block(n, 0x77);
+    // A block beyond the quick classes but below PURGE_MIN, with a live neighbour: freeing it runs
+    // the purge pass, and allocating it again reuses its hole, so the heap never extends (which
+    // would run purge passes of its own).
+    let mut x = h.malloc(40_000).unwrap();
+    let _guard = h.malloc(1000).unwrap();
+    h.free(a);
+    let half_decay = crate::config::TRIM_DECAY_MS / 2;
+    // Not before the block has been free for a whole interval.
+    let mut churn = |h: &Heap<TestSource>| {
+        h.free(x);
+        let again = h.malloc(40_000).unwrap();
+        assert_eq!(again, x);
+        x = again;
+    };
+    churn(&h);
+    assert_eq!(h.source().purged(), 0, "purged at once");
+    h.source().advance_clock(half_decay);
+    churn(&h);
+    assert_eq!(h.source().purged(), 0, "purged after half an interval");
+    for _ in 0..2 {
+        h.source().advance_clock(half_decay);
+        churn(&h);
+    }
+    assert_purged_and_reusable(&h, a, n);
     // malloc_trim purges without waiting.
     let c = h.malloc(n).unwrap();
     let _guard2 = h.malloc(1000).unwrap();
@@ -470,12 +491,8 @@ fn big_free_blocks_are_purged_after_the_decay_and_stay_usable() {
 
 #[test]
 fn a_hole_the_heap_keeps_extending_past_is_purged_without_waiting() {
-    let h = new_heap(64 << 20);
-    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
     let n = 200_000;
-    let a = h.malloc(n).unwrap();
-    let _guard = h.malloc(1000).unwrap(); // keeps a from merging into the top
-    fill(a, n, 0x55);
+    let (h, a, _live) = heap_with_a_guarded_block(n, 0x55);
     h.free(a);
     // Each block is too big for the hole: the heap carves it from the top, more than
     // 1/EXTEND_PURGE_SHARE of the heap each time. The clock never moves.
@@ -483,14 +500,7 @@ fn a_hole_the_heap_keeps_extending_past_is_purged_without_waiting() {
     let mut kept = vec![extend(&h), extend(&h)];
     assert_eq!(h.source().purged(), 0, "purged before the heap extended past the hole twice");
     kept.push(extend(&h));
-    let purged = h.source().purged();
-    assert!(purged >= n - 3 * PAGE, "only {purged} bytes purged");
-    h.check().unwrap();
-    // The hole is still usable and reads back as zero but for what the heap keeps at its ends.
-    let b = h.malloc(n).unwrap();
-    assert_eq!(b, a);
-    assert!(holds(a + 2 * PAGE, n - 4 * PAGE, 0));
-    h.free(b);
+    assert_purged_and_reusable(&h, a, n);
     for p in kept {
         h.free(p);
     }
