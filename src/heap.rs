@@ -31,7 +31,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, CHECKED, FENCE, FLIP_CHECKED, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, PREV_FREE, QUICK};
-use crate::config::{round_up, ALIGNMENT, EXTEND_PURGE_SHARE, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, NEARLY_EMPTY_QUIET, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
+use crate::config::{round_up, ALIGNMENT, CARVE_PURGE_SHARE, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, NEARLY_EMPTY_QUIET, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
 use crate::diag::{fatal, fatal_at, fatal_sized};
 use crate::os;
 use crate::pagemap::PageMap;
@@ -113,9 +113,30 @@ struct Core {
     /// how long after a growth the next such release must wait.
     last_empty_release_ms: u64,
     empty_backoff_ms: u64,
-    /// Bytes of new memory (the top, or a growth) carved for big blocks since the last purge pass
-    /// (see `note_extension`).
-    extended: usize,
+    /// Bytes carved for big blocks since the last purge pass (see `note_big_carve`).
+    carved_big: usize,
+    /// The highest address the top has started at since the last timed purge pass: no
+    /// allocation reached beyond it (see `purge`).
+    top_reach: usize,
+    /// `top_reach` of the interval before.
+    top_reach_prev: usize,
+    /// The highest address the top has started at since the growable segment began, lowered
+    /// when the top is trimmed or purged: the top's pages beyond it were never handed out since
+    /// (fresh from the source, or given back already), so a purge skips them.
+    top_touched: usize,
+}
+
+/// What a purge pass gives back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PurgePass {
+    /// Counted by carving (`note_big_carve`): big holes free for two passes.
+    Carving,
+    /// Counted by the clock (half the decay): those holes, and the top's pages beyond what
+    /// allocations reached in the last two timed passes (but `TRIM_KEEP`): below the trim
+    /// threshold, the top would otherwise stay resident however long the program idles.
+    Timed,
+    /// Every hole, at once (`malloc_trim`, a nearly empty heap: both trim the top themselves).
+    Forced,
 }
 
 /// No such moment (yet).
@@ -439,7 +460,10 @@ impl Core {
             free_at_forced_purge: 0,
             last_empty_release_ms: NEVER,
             empty_backoff_ms: 0,
-            extended: 0,
+            carved_big: 0,
+            top_reach: 0,
+            top_reach_prev: 0,
+            top_touched: 0,
         }
     }
 
@@ -486,6 +510,8 @@ impl Core {
         }
         if b + size == self.fence {
             self.top = b;
+            self.top_reach = self.top_reach.max(b);
+            self.top_touched = self.top_touched.max(b);
             return;
         }
         let c = class_of(size);
@@ -603,6 +629,9 @@ impl Core {
             if size >= need {
                 // SAFETY: as above.
                 unsafe { self.unlink(t, size) };
+                // The caller hands out [t, t + need) (and the top's sliver with it if the rest
+                // is too small to be a block; otherwise the rest is the new top).
+                self.top_touched = self.top_touched.max(t + need);
                 return Some((t, size));
             }
         }
@@ -1016,39 +1045,33 @@ impl<S: Source> Heap<S> {
     unsafe fn take_or_grow(&self, core: &mut Core, need: usize) -> Option<(usize, usize)> {
         // SAFETY: the caller holds the heap lock (core).
         unsafe {
-            let mut top = core.top;
             let mut found = core.take(need);
             if found.is_none() && self.quick_bytes.load(Ordering::Relaxed) >= need {
                 self.consolidate(core);
-                top = core.top;
                 found = core.take(need);
             }
-            let mut grown = false;
             if found.is_none() {
                 self.grow(core, need)?;
-                grown = true;
                 found = core.take(need);
             }
             let found = found?;
-            if need >= PURGE_MIN && (grown || found.0 == top) {
-                self.note_extension(core, need);
+            if need >= PURGE_MIN {
+                self.note_big_carve(core, need);
             }
             Some(found)
         }
     }
 
-    /// Counts `need` bytes of new memory (the top, or a growth) carved for a big block. Each time
-    /// the count reaches 1/EXTEND_PURGE_SHARE of the heap, a purge pass runs, as if a purge
-    /// interval had passed: a hole that stayed free while the heap extended past it twice is not
-    /// being reused, and its pages pin memory while the program touches new ones. Without this,
-    /// bench/mixed (a live set rising and falling in waves of ~0.15 s, shorter than the decay)
-    /// peaks 1.3 MiB higher.
-    fn note_extension(&self, core: &mut Core, need: usize) {
-        core.extended += need;
-        if core.extended >= (core.heap_bytes / EXTEND_PURGE_SHARE).max(PURGE_MIN) {
-            core.extended = 0;
+    /// Counts `need` bytes carved for a big block (from a hole, the top or a growth). Each time
+    /// the count reaches 1/CARVE_PURGE_SHARE of the heap, a purge pass runs, as if a purge
+    /// interval had passed: a hole that stayed free while the program carved that much twice
+    /// elsewhere is not being reused, and its pages pin memory while the program touches others.
+    fn note_big_carve(&self, core: &mut Core, need: usize) {
+        core.carved_big += need;
+        if core.carved_big >= (core.heap_bytes / CARVE_PURGE_SHARE).max(PURGE_MIN) {
+            core.carved_big = 0;
             let now = self.source.now_ms();
-            self.purge(core, now, false);
+            self.purge(core, now, PurgePass::Carving);
         }
     }
 
@@ -1098,6 +1121,8 @@ impl<S: Source> Heap<S> {
                 s.write(Segment { next: core.segments, len: AtomicUsize::new(r.len), from_brk: r.from_brk });
                 core.segments = r.start;
                 core.seg = r.start;
+                // Addresses of the old segment say nothing about the new one's top.
+                (core.top_reach, core.top_reach_prev, core.top_touched) = (0, 0, 0);
                 let first = r.start + FIRST_BLOCK;
                 block::store(first - WORD, block::seal(first - WORD, 0, secret));
                 // The old top stays a free block of its segment, now in a bin.
@@ -1338,57 +1363,82 @@ impl<S: Source> Heap<S> {
         if nearly_empty && core.free_bytes >= core.free_at_forced_purge + PURGE_MIN {
             // Free blocks the top could not absorb (a few live blocks sit above them) go too,
             // each time another PURGE_MIN has been freed (a purge advises only new pages).
-            self.purge(core, now, true);
+            self.purge(core, now, PurgePass::Forced);
             core.free_at_forced_purge = core.free_bytes;
         } else if now.wrapping_sub(core.last_purge_ms) >= decay / 2 {
-            self.purge(core, now, false);
+            self.purge(core, now, PurgePass::Timed);
         }
     }
 
-    /// Gives back the pages of big free blocks (not the top, which trimming handles) that have
-    /// stayed free for a full purge interval, or all of them when `force`. Returns the bytes
-    /// purged.
-    fn purge(&self, core: &mut Core, now: u64, force: bool) -> usize {
+    /// Gives back the pages of free blocks that have not been reused (see `PurgePass`). Returns
+    /// the bytes purged.
+    fn purge(&self, core: &mut Core, now: u64, pass: PurgePass) -> usize {
+        let force = pass == PurgePass::Forced;
         let mut purged = 0;
         for c in class_of(PURGE_MIN)..NUM_CLASSES {
             let mut b = core.bins[c];
             while b != 0 {
-                // SAFETY: bin entries are FREE blocks we own under the heap lock; their
-                // bookkeeping follows their links, and only whole pages between it and the footer
-                // are given back.
+                // SAFETY: bin entries are FREE blocks we own under the heap lock; their links
+                // stay in the part kept.
                 unsafe {
-                    let size = block::size_of(block::load(b));
-                    let stamp = *((b + FREED_EPOCH) as *const u64);
-                    if size >= PURGE_MIN && (force || stamp + 2 <= core.epoch) {
-                        let start = round_up(b + PURGE_KEEP, PAGE);
-                        let end = (b + size - WORD) & !(PAGE - 1);
-                        let (done_start, done_end) = core.purged_range(b, size);
-                        if end > start {
-                            // Only what is not given back already: around the recorded range,
-                            // whole pages of it (a range clipped to a block's bounds, then
-                            // merged into a bigger block, may end mid-page: that page is not
-                            // given back yet).
-                            let ds = round_up(done_start.clamp(start, end), PAGE);
-                            let de = done_end.clamp(start, end) & !(PAGE - 1);
-                            let pieces = if ds < de { [(start, ds), (de, end)] } else { [(start, end), (end, end)] };
-                            for (from, to) in pieces {
-                                if to > from {
-                                    self.source.purge(from, to - from);
-                                    purged += to - from;
-                                }
-                            }
-                            *((b + PURGED_START) as *mut usize) = start;
-                            *((b + PURGED_END) as *mut usize) = end;
-                        }
-                    }
+                    let aged = force || *((b + FREED_EPOCH) as *const u64) + 2 <= core.epoch;
+                    purged += self.purge_block(core, b, PURGE_KEEP, usize::MAX, aged);
                     b = link_next(b);
                 }
             }
+        }
+        if core.top != 0 && pass == PurgePass::Timed {
+            let t = core.top;
+            // Keep TRIM_KEEP beyond the deepest start of the top over the last two intervals:
+            // what lies further was not allocated for that long.
+            let reach = core.top_reach.max(core.top_reach_prev).max(t);
+            let from = reach - t + TRIM_KEEP;
+            // SAFETY: the top is a FREE block we own under the heap lock.
+            purged += unsafe { self.purge_block(core, t, from, core.top_touched, true) };
+            core.top_touched = core.top_touched.min(round_up(t + from, PAGE));
+            core.top_reach_prev = core.top_reach;
+            core.top_reach = t;
         }
         core.epoch += 1;
         core.last_purge_ms = now;
         self.counters.purged.fetch_add(purged, Ordering::Relaxed);
         purged
+    }
+
+    /// Gives back the pages of the free block `b` from `keep` bytes past its start to its footer
+    /// (or to `limit`, beyond which it was never touched), if it is `aged` and big enough.
+    /// Returns the bytes purged.
+    unsafe fn purge_block(&self, core: &mut Core, b: usize, keep: usize, limit: usize, aged: bool) -> usize {
+        // SAFETY: the caller owns the FREE block b; its bookkeeping follows its links, and only
+        // whole pages between `keep` and the footer are given back.
+        unsafe {
+            let size = block::size_of(block::load(b));
+            if !aged || size < PURGE_MIN || size <= keep {
+                return 0;
+            }
+            let start = round_up(b + keep, PAGE);
+            let end = ((b + size - WORD) & !(PAGE - 1)).min(limit.saturating_add(PAGE - 1) & !(PAGE - 1));
+            if end <= start {
+                return 0;
+            }
+            // Only what is not given back already: around the recorded range, whole pages of it
+            // (a range clipped to a block's bounds, then merged into a bigger block, may end
+            // mid-page: that page is not given back yet).
+            let (done_start, done_end) = core.purged_range(b, size);
+            let ds = round_up(done_start.clamp(start, end), PAGE);
+            let de = done_end.clamp(start, end) & !(PAGE - 1);
+            let pieces = if ds < de { [(start, ds), (de, end)] } else { [(start, end), (end, end)] };
+            let mut purged = 0;
+            for (from, to) in pieces {
+                if to > from {
+                    self.source.purge(from, to - from);
+                    purged += to - from;
+                }
+            }
+            *((b + PURGED_START) as *mut usize) = start;
+            *((b + PURGED_END) as *mut usize) = end;
+            purged
+        }
     }
 
     /// Gives the top block's bytes beyond `keep` back to the source. Returns whether it did.
@@ -1424,6 +1474,7 @@ impl<S: Source> Heap<S> {
             core.unlink(t, size);
             core.insert_range(t, size - excess, purged);
             core.heap_bytes -= excess;
+            core.top_touched = core.top_touched.min(core.fence);
             self.pages.clear(core.fence + WORD, excess);
             excess
         };
@@ -1693,7 +1744,7 @@ impl<S: Source> Heap<S> {
             unsafe { self.consolidate(core) };
             let trimmed = self.trim_top(core, pad);
             let now = self.source.now_ms();
-            self.purge(core, now, true) > 0 || trimmed
+            self.purge(core, now, PurgePass::Forced) > 0 || trimmed
         })
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::block;
-use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, TRIM_THRESHOLD};
+use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, TRIM_KEEP, TRIM_THRESHOLD};
 use crate::heap::Heap;
 use crate::size_class::{NUM_QUICK, QUICK_SIZE};
 use crate::source::{Region, Source};
@@ -495,7 +495,7 @@ fn a_hole_the_heap_keeps_extending_past_is_purged_without_waiting() {
     let (h, a, _live) = heap_with_a_guarded_block(n, 0x55);
     h.free(a);
     // Each block is too big for the hole: the heap carves it from the top, more than
-    // 1/EXTEND_PURGE_SHARE of the heap each time. The clock never moves.
+    // 1/CARVE_PURGE_SHARE of the heap each time. The clock never moves.
     let extend = |h: &Heap<TestSource>| h.malloc(250_000).unwrap(); // below the mapping threshold
     let mut kept = vec![extend(&h), extend(&h)];
     assert_eq!(h.source().purged(), 0, "purged before the heap extended past the hole twice");
@@ -504,6 +504,95 @@ fn a_hole_the_heap_keeps_extending_past_is_purged_without_waiting() {
     for p in kept {
         h.free(p);
     }
+    h.check().unwrap();
+}
+
+#[test]
+fn a_hole_is_purged_while_the_program_carves_big_blocks_elsewhere() {
+    let n = 200_000;
+    let (h, a, _live) = heap_with_a_guarded_block(n, 0x66);
+    // A second hole, big enough for the blocks below (the first one is not).
+    let b = h.malloc(240_000).unwrap(); // below the mapping threshold
+    let _guard = h.malloc(1000).unwrap();
+    h.free(b);
+    h.free(a);
+    let heap = h.heap_bytes();
+    // Each round carves a big block out of the second hole and gives it back: more than
+    // 1/CARVE_PURGE_SHARE of the heap each time, and the heap never extends. The clock never moves.
+    let round = |h: &Heap<TestSource>| {
+        let p = h.malloc(230_000).unwrap();
+        assert_eq!(p, b, "not carved from the second hole");
+        h.free(p);
+    };
+    round(&h);
+    round(&h);
+    assert_eq!(h.source().purged(), 0, "purged before two intervals of carving");
+    round(&h);
+    assert_eq!(h.heap_bytes(), heap);
+    assert_purged_and_reusable(&h, a, n);
+    h.check().unwrap();
+}
+
+#[test]
+fn a_top_below_the_trim_threshold_is_purged_once_no_allocation_reaches_it() {
+    let h = new_heap(64 << 20);
+    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    // A block beyond the quick classes, below PURGE_MIN, in a hole of its own: freeing it and
+    // taking it back reaches the heap (which runs the timed purge pass) without touching the top.
+    let x = h.malloc(40_000).unwrap();
+    let _guard = h.malloc(1000).unwrap();
+    let churn = |h: &Heap<TestSource>| {
+        h.free(x);
+        assert_eq!(h.malloc(40_000).unwrap(), x);
+    };
+    // A burst carved from the top, then freed back into it: 2.4 MB, below the trim threshold and
+    // each block below the mapping threshold.
+    let burst = |h: &Heap<TestSource>| -> Vec<usize> {
+        let ps: Vec<usize> = (0..12).map(|_| h.malloc(200_000).unwrap()).collect();
+        for &p in &ps {
+            fill(p, 200_000, 0x3c);
+        }
+        for &p in ps.iter().rev() {
+            h.free(p);
+        }
+        ps
+    };
+    let first = burst(&h);
+    let heap = h.heap_bytes();
+    let half_decay = crate::config::TRIM_DECAY_MS / 2;
+    // While the program keeps allocating that deep every interval, the top stays resident.
+    for _ in 0..4 {
+        h.source().advance_clock(half_decay);
+        churn(&h);
+        assert_eq!(burst(&h), first);
+    }
+    assert_eq!(h.source().purged(), 0, "purged a top the program keeps using");
+    // Idle for two intervals: what lies beyond TRIM_KEEP goes back, the heap keeps its size.
+    for _ in 0..3 {
+        h.source().advance_clock(half_decay);
+        churn(&h);
+    }
+    let purged = h.source().purged();
+    assert!(purged >= 12 * 200_000 - TRIM_KEEP - 4 * PAGE, "only {purged} bytes purged");
+    // Pages beyond what the burst reached were never handed out: advising them is a wasted call.
+    assert!(purged <= 12 * 200_000 - TRIM_KEEP + 2 * PAGE, "{purged} bytes purged, more than the burst used");
+    assert_eq!(h.heap_bytes(), heap, "trimmed instead");
+    h.check().unwrap();
+    // Still usable: the same blocks again, the purged part reading back as zero (but for the
+    // bookkeeping the heap writes at the top's start as it carves).
+    let again: Vec<usize> = (0..12).map(|_| h.malloc(200_000).unwrap()).collect();
+    assert_eq!(again, first);
+    let last = *again.last().unwrap();
+    assert!(holds(last + PAGE, 200_000 - 2 * PAGE, 0), "purged memory does not read back as zero");
+    for p in again {
+        h.free(p);
+    }
+    // Later passes give back only what was touched since.
+    for _ in 0..3 {
+        h.source().advance_clock(half_decay);
+        churn(&h);
+    }
+    assert!(h.source().purged() - purged <= 12 * 200_000, "purged untouched pages again");
     h.check().unwrap();
 }
 
