@@ -992,6 +992,14 @@ impl<S: Source> Heap<S> {
         }
         let need = block_size(n)?;
         if need >= self.mmap_threshold() {
+            // The threshold chooses between growing the heap and a mapping of its own: pages the
+            // top has handed out before and still holds cost no new memory, where a fresh
+            // mapping faults every page in (as in glibc, which serves such requests from its top
+            // and maps only when the heap would have to grow).
+            if let Some(b) = self.alloc_resident_top(need) {
+                self.counters.out(class_of(need), 1);
+                return Some(b + HEADER);
+            }
             return self.map_large(n, ALIGNMENT);
         }
         let p = self.alloc_block(need, IN_USE)? + HEADER;
@@ -1037,6 +1045,32 @@ impl<S: Source> Heap<S> {
                 let purged = core.purged_range(b, size);
                 core.carve(b, size, need, state, purged);
                 Some(b)
+            }
+        })
+    }
+
+    /// A block of `need` bytes from the start of the top, if its pages there were handed out
+    /// before (below `top_touched`) and not given back since (outside its purged range).
+    fn alloc_resident_top(&self, need: usize) -> Option<usize> {
+        self.with_core(|core| {
+            let t = core.top;
+            if t == 0 || t + need > core.top_touched {
+                return None;
+            }
+            // SAFETY: the heap lock is held; the top is a FREE block.
+            unsafe {
+                let size = block::size_of(block::load(t));
+                if size < need {
+                    return None;
+                }
+                let purged = core.purged_range(t, size);
+                if purged.0 < t + need && purged.1 > purged.0 {
+                    return None;
+                }
+                core.unlink(t, size);
+                core.carve(t, size, need, IN_USE, purged);
+                self.note_big_carve(core, need);
+                Some(t)
             }
         })
     }

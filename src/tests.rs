@@ -597,6 +597,30 @@ fn a_top_below_the_trim_threshold_is_purged_once_no_allocation_reaches_it() {
 }
 
 #[test]
+fn a_big_request_takes_the_resident_top_instead_of_a_mapping() {
+    let h = new_heap(64 << 20);
+    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    // Below the mapping threshold: carved from the top, touched, freed back into it.
+    let p = h.malloc(250_000).unwrap();
+    fill(p, 250_000, 0x21);
+    h.free(p);
+    h.tune(64 * 1024, TRIM_THRESHOLD, crate::config::TRIM_DECAY_MS);
+    // Beyond the threshold now, but those pages are resident: the top serves it.
+    let q = h.malloc(200_000).unwrap();
+    assert_eq!(q, p);
+    assert_eq!(h.source().mappings(), 0);
+    // The top beyond what it handed out is fresh: as good as a mapping, which goes back at free.
+    let r = h.malloc(400_000).unwrap();
+    assert_eq!(h.source().mappings(), 1);
+    fill(r, 400_000, 0x22);
+    assert!(holds(q + PAGE, 200_000 - 2 * PAGE, 0x21), "not the same pages");
+    h.free(q);
+    h.free(r);
+    assert_eq!(h.source().mappings(), 0);
+    h.check().unwrap();
+}
+
+#[test]
 fn trimming_to_nothing_leaves_no_access_to_the_pages_given_back() {
     // The top's bookkeeping lies 32..48 bytes into it: place the top 40 bytes before a page
     // boundary and trim it to its minimum, so that the boundary falls inside the bookkeeping.
