@@ -426,12 +426,18 @@ fn the_top_is_trimmed_back_to_the_source() {
     h.check().unwrap();
 }
 
+/// A heap with 4 MB of live blocks: not nearly empty (which would trim and purge at once).
+fn heap_in_use() -> (Box<Heap<TestSource>>, Vec<usize>) {
+    let h = new_heap(64 << 20);
+    let live = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    (h, live)
+}
+
 /// A heap with enough live memory not to be nearly empty (which would purge at once), and a block
 /// of `n` bytes filled with `byte` whose neighbours stay live, so that freed it stays a hole.
 /// Returns the heap, the block and the live blocks.
 fn heap_with_a_guarded_block(n: usize, byte: u8) -> (Box<Heap<TestSource>>, usize, Vec<usize>) {
-    let h = new_heap(64 << 20);
-    let mut live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    let (h, mut live) = heap_in_use();
     let a = h.malloc(n).unwrap();
     live.push(h.malloc(1000).unwrap());
     fill(a, n, byte);
@@ -535,8 +541,7 @@ fn a_hole_is_purged_while_the_program_carves_big_blocks_elsewhere() {
 
 #[test]
 fn a_top_below_the_trim_threshold_is_purged_once_no_allocation_reaches_it() {
-    let h = new_heap(64 << 20);
-    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    let (h, _live) = heap_in_use();
     // A block beyond the quick classes, below PURGE_MIN, in a hole of its own: freeing it and
     // taking it back reaches the heap (which runs the timed purge pass) without touching the top.
     let x = h.malloc(40_000).unwrap();
@@ -598,8 +603,7 @@ fn a_top_below_the_trim_threshold_is_purged_once_no_allocation_reaches_it() {
 
 #[test]
 fn a_big_request_takes_the_resident_top_instead_of_a_mapping() {
-    let h = new_heap(64 << 20);
-    let _live: Vec<usize> = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    let (h, _live) = heap_in_use();
     // Below the mapping threshold: carved from the top, touched, freed back into it.
     let p = h.malloc(250_000).unwrap();
     fill(p, 250_000, 0x21);
