@@ -33,7 +33,8 @@ pub const QUICK_LIMIT: usize = 32 * 1024;
 /// (the starting value: see `MMAP_THRESHOLD_MAX`).
 pub const MMAP_THRESHOLD: usize = 256 * 1024;
 
-/// Freeing a mapped block raises the mapping threshold to its size, up to this: a program that
+/// Freeing a mapped block raises the mapping threshold to its size, up to this (unless
+/// `MY_ALLOC_MMAP_THRESHOLD` set it, as glibc's stays once set): a program that
 /// keeps allocating and freeing blocks of that size then reuses heap memory instead of paying a
 /// `mmap`, page faults and a `munmap` every time (glibc's rule; glibc stops at 32 MiB, and
 /// `bench/large` showed blocks of up to 32 MiB still paying the faults there).

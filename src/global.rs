@@ -60,6 +60,7 @@ fn initialise() {
     }
     HEAP.tune(
         options::MMAP.load(Ordering::Relaxed),
+        options::MMAP_FIXED.load(Ordering::Relaxed),
         options::TRIM.load(Ordering::Relaxed),
         options::DECAY_MS.load(Ordering::Relaxed) as u64,
     );

@@ -28,7 +28,7 @@
 //!    to split off); each chain's recorded tail and length are its own; `quick_bytes` counts the
 //!    blocks' class sizes.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, CHECKED, FENCE, FLIP_CHECKED, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, PREV_FREE, QUICK};
 use crate::config::{round_up, ALIGNMENT, CARVE_PURGE_SHARE, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, NEARLY_EMPTY_QUIET, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
@@ -397,8 +397,11 @@ pub struct Heap<S: Source> {
     /// `validate`. Published after the segment's pages are marked; never unpublished (segments
     /// are never unmapped whole).
     seg_view: AtomicPtr<Segment>,
-    /// Blocks at least this big get their own mapping; raised by frees of mapped blocks.
+    /// Blocks at least this big get their own mapping; raised by frees of mapped blocks unless
+    /// `mmap_fixed`.
     mmap_threshold: AtomicUsize,
+    /// The threshold was set explicitly: it stays where it was set.
+    mmap_fixed: AtomicBool,
     /// The top is trimmed beyond this (or twice the mapping threshold)...
     trim_threshold: AtomicUsize,
     /// ...but not within this many milliseconds of the last growth.
@@ -731,6 +734,7 @@ impl<S: Source> Heap<S> {
             hi: AtomicUsize::new(0),
             seg_view: AtomicPtr::new(&NO_SEGMENT as *const Segment as *mut Segment),
             mmap_threshold: AtomicUsize::new(MMAP_THRESHOLD),
+            mmap_fixed: AtomicBool::new(false),
             trim_threshold: AtomicUsize::new(TRIM_THRESHOLD),
             decay_ms: AtomicU64::new(TRIM_DECAY_MS),
             recent_unmapped: [const { AtomicUsize::new(0) }; RECENT_UNMAPPED],
@@ -1665,9 +1669,11 @@ impl<S: Source> Heap<S> {
         (p - offset, len)
     }
 
-    /// Sets the tunable thresholds (from the run-time options).
-    pub fn tune(&self, mmap_threshold: usize, trim_threshold: usize, decay_ms: u64) {
+    /// Sets the tunable thresholds (from the run-time options). A `fixed` mapping threshold is
+    /// never raised by frees of mapped blocks: the program chose it (as glibc's, once set).
+    pub fn tune(&self, mmap_threshold: usize, fixed: bool, trim_threshold: usize, decay_ms: u64) {
         self.mmap_threshold.store(mmap_threshold.clamp(MIN_BLOCK, MMAP_THRESHOLD_MAX), Ordering::Relaxed);
+        self.mmap_fixed.store(fixed, Ordering::Relaxed);
         self.trim_threshold.store(trim_threshold, Ordering::Relaxed);
         self.decay_ms.store(decay_ms, Ordering::Relaxed);
     }
@@ -1683,8 +1689,8 @@ impl<S: Source> Heap<S> {
         let slot = self.recent_next.fetch_add(1, Ordering::Relaxed) % RECENT_UNMAPPED;
         self.recent_unmapped[slot].store(p, Ordering::Relaxed);
         // A program that frees blocks this big will likely allocate them again: serve them from
-        // the heap from now on (see MMAP_THRESHOLD_MAX).
-        if len > self.mmap_threshold() && len <= MMAP_THRESHOLD_MAX {
+        // the heap from now on (see MMAP_THRESHOLD_MAX), unless the threshold was set for it.
+        if len > self.mmap_threshold() && len <= MMAP_THRESHOLD_MAX && !self.mmap_fixed.load(Ordering::Relaxed) {
             self.mmap_threshold.fetch_max(len, Ordering::Relaxed);
         }
         self.pages.clear(base, len);

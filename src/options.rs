@@ -16,8 +16,11 @@ pub static STATS: AtomicBool = AtomicBool::new(false);
 pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 /// `MY_ALLOC_CHECK=1`: checking mode (canaries, freed-memory fill; no thread caches).
 pub static CHECK: AtomicBool = AtomicBool::new(false);
-/// `MY_ALLOC_MMAP_THRESHOLD`: the starting mapping threshold, in bytes.
+/// `MY_ALLOC_MMAP_THRESHOLD`: the mapping threshold, in bytes. Unset, it starts at the default and
+/// frees of mapped blocks raise it; set, it stays (`MMAP_FIXED`).
 pub static MMAP: AtomicUsize = AtomicUsize::new(MMAP_THRESHOLD);
+/// Whether `MY_ALLOC_MMAP_THRESHOLD` set the mapping threshold.
+pub static MMAP_FIXED: AtomicBool = AtomicBool::new(false);
 /// `MY_ALLOC_TRIM_THRESHOLD`: the top block's size beyond which it is trimmed, in bytes.
 pub static TRIM: AtomicUsize = AtomicUsize::new(TRIM_THRESHOLD);
 /// `MY_ALLOC_DECAY_MS`: how long after the heap's last growth trimming waits, in milliseconds.
@@ -106,7 +109,11 @@ fn apply(name: &[u8], value: &[u8]) {
         b"VERBOSE" => set_flag(&VERBOSE, value),
         b"CHECK" => set_flag(&CHECK, value),
         b"PROFILE" => PROFILE_PATH.set(value),
-        b"MMAP_THRESHOLD" => set_size(&MMAP, value, 4096, MMAP_THRESHOLD_MAX),
+        b"MMAP_THRESHOLD" => {
+            let ok = set_size(&MMAP, value, 4096, MMAP_THRESHOLD_MAX);
+            MMAP_FIXED.store(ok, Ordering::Relaxed);
+            ok
+        }
         b"TRIM_THRESHOLD" => set_size(&TRIM, value, 0, usize::MAX / 2),
         b"DECAY_MS" => set_size(&DECAY_MS, value, 0, 3_600_000),
         // Build-time settings (read by the build, not at run time) and the build's header
@@ -177,6 +184,7 @@ fn print_options() {
     l.str("my_alloc: options: check=").dec(CHECK.load(Ordering::Relaxed) as u64);
     l.str(" stats=").dec(STATS.load(Ordering::Relaxed) as u64);
     l.str(" mmap_threshold=").dec(MMAP.load(Ordering::Relaxed) as u64);
+    l.str(if MMAP_FIXED.load(Ordering::Relaxed) { " (fixed)" } else { " (rising)" });
     l.str(" trim_threshold=").dec(TRIM.load(Ordering::Relaxed) as u64);
     l.str(" decay_ms=").dec(DECAY_MS.load(Ordering::Relaxed) as u64);
     let mut path = [0u8; 256];

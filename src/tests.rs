@@ -608,7 +608,7 @@ fn a_big_request_takes_the_resident_top_instead_of_a_mapping() {
     let p = h.malloc(250_000).unwrap();
     fill(p, 250_000, 0x21);
     h.free(p);
-    h.tune(64 * 1024, TRIM_THRESHOLD, crate::config::TRIM_DECAY_MS);
+    h.tune(64 * 1024, false, TRIM_THRESHOLD, crate::config::TRIM_DECAY_MS);
     // Beyond the threshold now, but those pages are resident: the top serves it.
     let q = h.malloc(200_000).unwrap();
     assert_eq!(q, p);
@@ -622,6 +622,25 @@ fn a_big_request_takes_the_resident_top_instead_of_a_mapping() {
     h.free(r);
     assert_eq!(h.source().mappings(), 0);
     h.check().unwrap();
+}
+
+#[test]
+fn a_mapping_threshold_the_program_set_is_not_raised_by_frees() {
+    for fixed in [false, true] {
+        let h = new_heap(16 << 20);
+        h.tune(64 * 1024, fixed, TRIM_THRESHOLD, crate::config::TRIM_DECAY_MS);
+        let p = h.malloc(400_000).unwrap();
+        assert_eq!(h.source().mappings(), 1);
+        h.free(p);
+        assert_eq!(h.source().mappings(), 0);
+        // Beyond the threshold set, below the block just freed: the heap serves it only if that
+        // free raised the threshold.
+        let q = h.malloc(200_000).unwrap();
+        assert_eq!(h.source().mappings(), usize::from(fixed), "fixed: {fixed}");
+        h.free(q);
+        assert_eq!(h.source().mappings(), 0);
+        h.check().unwrap();
+    }
 }
 
 #[test]
