@@ -981,10 +981,11 @@ static long stats_live_delta(const long base[STATS_ROWS], long now[STATS_ROWS]) 
     return d;
 }
 
-/* The statistics count each block in the row of its size. A block resized in place changes
- * size class: the statistics move it from one row to the other (they once counted its
- * allocation in the old row and its free in the new one, so that the old row kept it "live"
- * for ever). A refill's last block may be one class bigger than the refill (it absorbs a sliver
+/* The statistics count each block in the row of its size. A resize that changes a block's size
+ * class moves it from one row to the other, whether the block moves (a small block that halves
+ * goes to a block of the smaller class) or stays (a block beyond the quick classes is split in
+ * place). They once counted a block split in place in the old row at its allocation and in the
+ * new one at its free, so that the old row kept it "live" for ever. A refill's last block may be one class bigger than the refill (it absorbs a sliver
  * too small to split off) and counts in its own row: rows may each be off by such a block while
  * it waits in a thread cache, so the per-row checks leave room for it; the sums are exact. */
 static void test_stats_follow_resize(void) {
@@ -995,19 +996,37 @@ static void test_stats_follow_resize(void) {
     for (int i = 0; i < N; i++) {
         p[i] = malloc(150);
         CHECK(p[i] != NULL);
+        if (p[i])
+            memset(p[i], i, 150);
     }
     size_t big = (malloc_usable_size(p[0]) + BLOCK_HEADER_BYTES) / 16;
     CHECK(stats_live_delta(base, now) == N);
     CHECK(now[big] - base[big] > N / 2);
     for (int i = 0; i < N; i++) {
-        char *q = realloc(p[i], 60);   /* halves the block: split in place */
-        CHECK(q == p[i]);
+        char *q = realloc(p[i], 60);   /* halves the block: it moves to the smaller class */
+        CHECK(q != NULL && q[0] == (char)i && q[59] == (char)i);
         p[i] = q;
     }
     size_t small = (malloc_usable_size(p[0]) + BLOCK_HEADER_BYTES) / 16;
     CHECK(small < big);
     CHECK(stats_live_delta(base, now) == N);
     CHECK(now[big] - base[big] < N / 2);
+    CHECK(now[small] - base[small] > N / 2);
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    CHECK(stats_live_delta(base, now) == 0);
+    /* Beyond the quick classes (rows in KiB, not read here), shrunk to a small class in place. */
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(40000);
+        CHECK(p[i] != NULL);
+    }
+    CHECK(stats_live_delta(base, now) == 0);
+    for (int i = 0; i < N; i++) {
+        char *q = realloc(p[i], 60);
+        CHECK(q == p[i]);
+        p[i] = q;
+    }
+    CHECK(stats_live_delta(base, now) == N);
     CHECK(now[small] - base[small] > N / 2);
     for (int i = 0; i < N; i++)
         free(p[i]);

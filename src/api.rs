@@ -175,13 +175,20 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
             core::ptr::null_mut()
         }
         Resized::MustMove => {
+            let old = HEAP.usable_of(p, h);
+            let saved = errno();
             let q = alloc(n);
-            if !q.is_null() {
-                let old = HEAP.usable_of(p, h);
-                // SAFETY: both blocks are live and distinct; `old` bytes are readable at p.
-                unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
-                dealloc_validated(p, h, func);
+            if q.is_null() {
+                if n <= old {
+                    // A shrink that found no smaller block keeps its own: it never fails.
+                    set_errno(saved);
+                    return p as *mut c_void;
+                }
+                return q;
             }
+            // SAFETY: both blocks are live and distinct; `old` bytes are readable at p.
+            unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
+            dealloc_validated(p, h, func);
             q
         }
     }

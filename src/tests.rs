@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use crate::block;
 use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, TRIM_KEEP, TRIM_THRESHOLD};
 use crate::heap::Heap;
-use crate::size_class::{NUM_QUICK, QUICK_SIZE};
+use crate::size_class::{NUM_QUICK, QUICK_MAX_REQUEST, QUICK_SIZE};
 use crate::source::{Region, Source};
 
 const SECRET: u64 = 0x5eed_0f_a110c_u64 | 1;
@@ -345,6 +345,44 @@ fn realloc_grows_and_shrinks_in_place() {
     h.check().unwrap();
     h.free(a5);
     h.free(b);
+    h.check().unwrap();
+}
+
+#[test]
+fn a_small_block_that_halves_moves_and_stays_whole_for_its_class() {
+    let h = new_heap(64 << 20);
+    let n = 1000.min(QUICK_MAX_REQUEST);
+    let a = h.malloc(n).unwrap();
+    fill(a, n, 3);
+    // Shrinking by less than half keeps the block.
+    assert_eq!(h.realloc(a, n * 7 / 10).unwrap(), a);
+    // Halving moves the contents to a block of the smaller class...
+    let b = h.realloc(a, n / 5).unwrap();
+    assert_ne!(b, a);
+    assert!(holds(b, n / 5, 3));
+    // ...and the old block, whole, serves the next request of its class.
+    assert_eq!(h.malloc(n).unwrap(), a);
+    assert!(usable(&h, a) >= n);
+    h.check().unwrap();
+}
+
+#[test]
+fn a_shrink_never_fails_for_want_of_memory() {
+    let h = new_heap(64 << 20);
+    h.source().set_budget(4 << 20);
+    let n = 1000.min(QUICK_MAX_REQUEST);
+    let a = h.malloc(n).unwrap();
+    fill(a, n, 5);
+    let mut ps = Vec::new();
+    for m in [3000, n / 5] {
+        while let Some(p) = h.malloc(m) {
+            ps.push(p);
+            assert!(ps.len() < 200_000, "the budget was not enforced");
+        }
+    }
+    // No block of the smaller class anywhere: the block stays where it is, contents intact.
+    assert_eq!(h.realloc(a, n / 5), Some(a));
+    assert!(holds(a, n / 5, 5));
     h.check().unwrap();
 }
 
