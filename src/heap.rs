@@ -371,7 +371,8 @@ const LOCATE_LOCK_TRIES: usize = 1000;
 pub enum Resized {
     /// Resized; the block is now at this address.
     Done(usize),
-    /// The caller must allocate, copy and free.
+    /// The caller must allocate, copy and free; for a shrink, keep the block if that allocation
+    /// fails (the block is big enough).
     MustMove,
     /// The request is impossible or memory is exhausted; the block is untouched.
     NoMemory,
