@@ -319,6 +319,60 @@ fn refills_use_small_fragments_and_slivers_survive_consolidation() {
 }
 
 #[test]
+fn a_batch_freed_and_allocated_again_in_cycles_keeps_its_quick_blocks() {
+    // A program that allocates a batch of small blocks of many sizes through its thread cache,
+    // frees it all, and starts again (with some data that stays live): after the first cycle,
+    // every refill is served by the blocks parked on the quick lists. Coalescing them as hoarded
+    // would make the next cycle carve them again, and that carving look like hoarding in turn.
+    let h = new_heap(256 << 20);
+    let secret = h.secret();
+    let kept = h.malloc(MMAP_THRESHOLD - PAGE).unwrap();
+    let classes: Vec<usize> = (1..=16).map(|k| crate::size_class::quick_class_of_request((32 * k).min(QUICK_MAX_REQUEST)).unwrap()).collect();
+    let per_class = 2000;
+    let mut regrown = 0;
+    for cycle in 0..4 {
+        let heap_before = h.heap_bytes();
+        let mut live: Vec<(usize, Vec<usize>)> = Vec::new();
+        for &c in &classes {
+            let mut got = Vec::new();
+            while got.len() < per_class {
+                let (mut p, _, n) = h.refill(c, 32, 32);
+                assert!(n > 0);
+                while p != 0 {
+                    let next = h.next_quick(p, secret);
+                    // SAFETY: a QUICK block the "cache" got; it becomes the program's.
+                    unsafe { block::store(p - block::HEADER, block::load(p - block::HEADER) ^ block::FLIP_IN_USE_QUICK) };
+                    got.push(p);
+                    p = next;
+                }
+            }
+            live.push((c, got));
+        }
+        if cycle > 0 {
+            regrown += h.heap_bytes() - heap_before;
+        }
+        for (c, got) in &live {
+            for chunk in got.chunks(32) {
+                for (i, &p) in chunk.iter().enumerate() {
+                    let h0 = h.validate(p, "free");
+                    // SAFETY: the "cache" owns p; it becomes QUICK and links to the next one.
+                    unsafe {
+                        block::store(p - block::HEADER, h0 ^ block::FLIP_IN_USE_QUICK);
+                        *(p as *mut usize) = block::encode_link(p, chunk.get(i + 1).copied().unwrap_or(0), secret);
+                    }
+                }
+                h.flush(*c, chunk[0], *chunk.last().unwrap(), chunk.len());
+            }
+        }
+        let blocks: usize = live.iter().map(|(_, g)| g.len()).sum();
+        let r = h.check().unwrap();
+        assert!(r.listed_quick_blocks >= blocks, "cycle {cycle}: quick blocks were coalesced ({} of {blocks} left)", r.listed_quick_blocks);
+    }
+    assert_eq!(regrown, 0, "cycles served by parked blocks grew the heap");
+    h.free(kept);
+}
+
+#[test]
 fn realloc_grows_and_shrinks_in_place() {
     let h = new_heap(64 << 20);
     // Above the quick classes (small blocks move rather than look for a free neighbour).
