@@ -1327,14 +1327,9 @@ impl<S: Source> Heap<S> {
         let letting_go = parked > QUICK_RETAIN_MIN / 4 && in_use < heap / NEARLY_EMPTY;
         if hoarded || letting_go {
             self.with_core(|core| {
-                // Letting go counts only when a release may follow (see `release_backoff_passed`):
-                // coalescing the blocks of a program that empties and refills its heap in a loop
-                // would be undone by the next refill's carving, every cycle.
-                if hoarded || self.release_backoff_passed(core, self.source.now_ms()) {
-                    // SAFETY: the heap lock is held by with_core; no quick lock is held here.
-                    unsafe { self.consolidate(core) };
-                    self.maybe_release(core);
-                }
+                // SAFETY: the heap lock is held by with_core; no quick lock is held here.
+                unsafe { self.consolidate(core) };
+                self.maybe_release(core);
             });
         }
     }
@@ -1390,7 +1385,8 @@ impl<S: Source> Heap<S> {
         // Nearly empty, and not a dip between the cycles of a program that keeps regrowing its
         // heap: each time the heap regrows soon after such a release, the next one waits longer
         // after the last growth (see `grow`).
-        let nearly_empty = in_use < core.heap_bytes / NEARLY_EMPTY && self.release_backoff_passed(core, now);
+        let nearly_empty = in_use < core.heap_bytes / NEARLY_EMPTY
+            && now.wrapping_sub(core.last_grow_ms) >= core.empty_backoff_ms;
         if core.top != 0 {
             // SAFETY: the top is a FREE block in the growable segment.
             let top_size = block::size_of(unsafe { block::load(core.top) });
@@ -1416,12 +1412,6 @@ impl<S: Source> Heap<S> {
         } else if now.wrapping_sub(core.last_purge_ms) >= decay / 2 {
             self.purge(core, now, PurgePass::Timed);
         }
-    }
-
-    /// Whether the heap has not grown for the back-off that follows a release undone by regrowth
-    /// (see `grow`): only then is a nearly empty heap given back.
-    fn release_backoff_passed(&self, core: &Core, now: u64) -> bool {
-        now.wrapping_sub(core.last_grow_ms) >= core.empty_backoff_ms
     }
 
     /// Gives back the pages of free blocks that have not been reused (see `PurgePass`). Returns
