@@ -318,6 +318,23 @@ fn refills_use_small_fragments_and_slivers_survive_consolidation() {
     h.check().unwrap();
 }
 
+/// Frees the live blocks `ps` of quick class `c` as a thread cache would: flushed to the quick
+/// list in chains of `chain` blocks.
+fn free_as_a_cache(h: &Heap<TestSource>, c: usize, ps: &[usize], chain: usize) {
+    let secret = h.secret();
+    for chunk in ps.chunks(chain) {
+        for (i, &p) in chunk.iter().enumerate() {
+            let h0 = h.validate(p, "free");
+            // SAFETY: the "cache" owns p; it becomes QUICK and links to the next one.
+            unsafe {
+                block::store(p - block::HEADER, h0 ^ block::FLIP_IN_USE_QUICK);
+                *(p as *mut usize) = block::encode_link(p, chunk.get(i + 1).copied().unwrap_or(0), secret);
+            }
+        }
+        h.flush(c, chunk[0], *chunk.last().unwrap(), chunk.len());
+    }
+}
+
 #[test]
 fn a_batch_freed_and_allocated_again_in_cycles_keeps_its_quick_blocks() {
     // A program that allocates a batch of small blocks of many sizes through its thread cache,
@@ -352,17 +369,7 @@ fn a_batch_freed_and_allocated_again_in_cycles_keeps_its_quick_blocks() {
             regrown += h.heap_bytes() - heap_before;
         }
         for (c, got) in &live {
-            for chunk in got.chunks(32) {
-                for (i, &p) in chunk.iter().enumerate() {
-                    let h0 = h.validate(p, "free");
-                    // SAFETY: the "cache" owns p; it becomes QUICK and links to the next one.
-                    unsafe {
-                        block::store(p - block::HEADER, h0 ^ block::FLIP_IN_USE_QUICK);
-                        *(p as *mut usize) = block::encode_link(p, chunk.get(i + 1).copied().unwrap_or(0), secret);
-                    }
-                }
-                h.flush(*c, chunk[0], *chunk.last().unwrap(), chunk.len());
-            }
+            free_as_a_cache(&h, *c, got, 32);
         }
         let blocks: usize = live.iter().map(|(_, g)| g.len()).sum();
         let r = h.check().unwrap();
@@ -789,20 +796,9 @@ fn a_nearly_empty_heap_gives_its_top_back_at_once() {
     let grown = h.heap_bytes();
     h.source().forget_purged(); // the first part's purges are resident again
     h.source().advance_clock(crate::config::TRIM_DECAY_MS); // the back-off has passed
-    let secret = h.secret();
     // Freed as a thread cache would: flushed to the quick lists in chains of 64.
     let c = crate::size_class::quick_class_of_request(64).unwrap();
-    for chunk in small.chunks(64) {
-        for (i, &p) in chunk.iter().enumerate() {
-            let h0 = h.validate(p, "free");
-            // SAFETY: the "cache" owns p; it becomes QUICK and links to the next one.
-            unsafe {
-                block::store(p - block::HEADER, h0 ^ block::FLIP_IN_USE_QUICK);
-                *(p as *mut usize) = block::encode_link(p, chunk.get(i + 1).copied().unwrap_or(0), secret);
-            }
-        }
-        h.flush(c, chunk[0], *chunk.last().unwrap(), chunk.len());
-    }
+    free_as_a_cache(&h, c, &small, 64);
     // The last blocks freed sit between the coalesced space and the top, so not everything can
     // be trimmed: what cannot is purged (it would read back as zero).
     let resident = h.heap_bytes() - h.source().purged_pages_in_arena() * PAGE;
