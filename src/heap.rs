@@ -159,11 +159,14 @@ struct QuickList {
     chains: usize,
     /// Blocks on all chains.
     len: usize,
+    /// Segments at the front of chain 0 (the only one joins grow) whose head blocks record
+    /// where they end (see `record_segment`).
+    recorded: usize,
 }
 
 impl QuickList {
     const fn new() -> Self {
-        QuickList { heads: [0; QUICK_CHAINS], tails: [0; QUICK_CHAINS], counts: [0; QUICK_CHAINS], chains: 0, len: 0 }
+        QuickList { heads: [0; QUICK_CHAINS], tails: [0; QUICK_CHAINS], counts: [0; QUICK_CHAINS], chains: 0, len: 0, recorded: 0 }
     }
 
     /// Adds the chain `head`..`tail` of `n` blocks, which the caller owned.
@@ -173,10 +176,18 @@ impl QuickList {
     unsafe fn push(&mut self, head: usize, tail: usize, n: usize, secret: u64) {
         if self.chains == QUICK_CHAINS {
             // Join the two oldest chains (the second oldest first, then the oldest), so that the
-            // newest, which refills take first, stay whole.
-            let t1 = self.tails[1];
-            // SAFETY: t1 is a QUICK block on this list; the lock holder owns its link.
-            unsafe { *(t1 as *mut usize) = block::encode_link(t1, self.heads[0], secret) };
+            // newest, which refills take first, stay whole. The second oldest was never joined
+            // (joins only grow the oldest): it is one segment, which a refill can take off again
+            // without walking it if its head block records where it ends.
+            let (h1, t1) = (self.heads[1], self.tails[1]);
+            // SAFETY: h1 and t1 are QUICK blocks on this list; the lock holder owns their links
+            // and the payload words after them.
+            let recorded = unsafe {
+                *(t1 as *mut usize) = block::encode_link(t1, self.heads[0], secret);
+                record_segment(h1, t1, self.counts[1], secret)
+            };
+            // An unrecorded segment hides the records behind it: from there on, chain 0 is walked.
+            self.recorded = if recorded { self.recorded + 1 } else { 0 };
             self.heads[0] = self.heads[1];
             self.counts[0] += self.counts[1];
             self.heads.copy_within(2.., 1);
@@ -192,9 +203,18 @@ impl QuickList {
         self.len += n;
     }
 
-    /// Takes the newest chain whole if it has at most `whole` blocks, else its first `max` blocks
-    /// (`max` >= 1). Returns the chain taken (last link 0), or `None` when the list is empty.
-    fn take(&mut self, max: usize, whole: usize, heap_next: impl Fn(usize) -> usize, secret: u64) -> Option<(usize, usize, usize)> {
+    /// Takes the newest chain whole if it has at most `whole` blocks; else, when the chain was
+    /// joined and its first segment has at most `whole` blocks, that segment; else its first `max`
+    /// blocks (`max` >= 1). Returns the chain taken (last link 0), or `None` when the list is
+    /// empty. `quick_block(p)` says whether `p` is a sealed `QUICK` block of this list's class.
+    fn take(
+        &mut self,
+        max: usize,
+        whole: usize,
+        heap_next: impl Fn(usize) -> usize,
+        quick_block: impl Fn(usize) -> bool,
+        secret: u64,
+    ) -> Option<(usize, usize, usize)> {
         if self.chains == 0 {
             return None;
         }
@@ -209,7 +229,36 @@ impl QuickList {
             }
             self.chains -= 1;
             self.len -= n;
+            if top == 0 {
+                self.recorded = 0;
+            }
             return Some((head, tail, n));
+        }
+        if top == 0 && self.recorded > 0 {
+            // Chain 0 was joined: its first segment ends where its head block says.
+            // SAFETY: head is a QUICK block on this list, ours under the lock.
+            let (tail, k) = unsafe { recorded_segment(head, secret) };
+            if k <= whole.max(max) {
+                if k == 0 || k >= n || !quick_block(tail) {
+                    fatal("malloc", "corrupted free list (use after free?) in block", head);
+                }
+                let next = heap_next(tail);
+                if next == 0 {
+                    fatal("malloc", "corrupted free list (chain shorter than its count) in block", tail);
+                }
+                // SAFETY: tail is a QUICK block now taken off the list; its link is ours to set.
+                unsafe { *(tail as *mut usize) = block::encode_link(tail, 0, secret) };
+                self.heads[0] = next;
+                self.counts[0] -= k;
+                self.len -= k;
+                self.recorded -= 1;
+                return Some((head, tail, k));
+            }
+        }
+        if top == 0 {
+            // The cut below splits the first segment: its record is lost, and so are those
+            // behind it.
+            self.recorded = 0;
         }
         let mut tail = head;
         for _ in 1..max {
@@ -232,9 +281,55 @@ impl QuickList {
         let taken = (self.heads, self.chains);
         self.chains = 0;
         self.len = 0;
+        self.recorded = 0;
         taken
     }
 }
+
+/// Records, in the head block of a segment about to be joined to an older chain, the segment's
+/// tail and length, in the two payload words after the link (every block has them: a minimum
+/// block holds three words), encoded as links are; returns whether it did. Blocks that checking
+/// mode filled when they were freed are left as they are (their fill is verified when they are
+/// handed out again): such a segment is walked when it is cut.
+///
+/// # Safety
+/// `head` and `tail` are the first and last `QUICK` blocks of a segment of `n` blocks that the
+/// caller owns.
+unsafe fn record_segment(head: usize, tail: usize, n: usize, secret: u64) -> bool {
+    // SAFETY: head is a QUICK block (its header is readable, its payload ours).
+    unsafe {
+        if block::load(head - HEADER) & CHECKED != 0 {
+            return false;
+        }
+        let words = head as *mut usize;
+        *words.add(1) = block::encode_link(head + WORD, tail, secret);
+        *words.add(2) = block::encode_link(head + 2 * WORD, n | SEGMENT_MARK, secret);
+    }
+    true
+}
+
+/// The tail and length `record_segment` wrote into `head`'s block.
+///
+/// # Safety
+/// `head` is a `QUICK` block the caller owns, the head of a recorded segment.
+unsafe fn recorded_segment(head: usize, secret: u64) -> (usize, usize) {
+    // SAFETY: head is a QUICK block whose payload the caller owns.
+    let (tail, n) = unsafe {
+        let words = head as *const usize;
+        (block::decode_link(head + WORD, *words.add(1), secret), block::decode_link(head + 2 * WORD, *words.add(2), secret))
+    };
+    // Without the mark, the words are not a record (a use-after-free write changed them): abort
+    // rather than cut the chain anywhere.
+    if n & !SEGMENT_LEN_MASK != SEGMENT_MARK {
+        fatal("malloc", "corrupted free list (use after free?) in block", head);
+    }
+    (tail, n & SEGMENT_LEN_MASK)
+}
+
+/// High bits of a recorded segment length, so that a decoded record is recognised as one.
+const SEGMENT_MARK: usize = 0x5e6 << 48;
+/// The length's bits in a recorded segment length.
+const SEGMENT_LEN_MASK: usize = (1 << 48) - 1;
 
 /// Counters kept by the core, readable at any time without locks.
 pub struct HeapCounters {
@@ -946,6 +1041,16 @@ impl<S: Source> Heap<S> {
         next
     }
 
+    /// Whether `p` is the user pointer of a sealed `QUICK` block of quick class `c` in the heap.
+    fn is_quick_of(&self, p: usize, c: usize) -> bool {
+        if !self.plausible(p) || !self.owns(p - HEADER) {
+            return false;
+        }
+        // SAFETY: the header's page belongs to the heap.
+        let h = unsafe { block::load(p - HEADER) };
+        block::is_sealed(p - HEADER, h, self.secret()) && block::state_of(h) == QUICK && quick_size_fits(block::size_of(h), c)
+    }
+
     /// Usable bytes of the live block at `p`.
     pub fn usable_size(&self, p: usize) -> usize {
         let h = self.validate(p, "malloc_usable_size");
@@ -1018,7 +1123,7 @@ impl<S: Source> Heap<S> {
         let secret = self.secret();
         {
             let mut q = self.quick[c].lock();
-            if let Some((p, _, _)) = q.take(1, 1, |p| self.next_quick(p, secret), secret) {
+            if let Some((p, _, _)) = q.take(1, 1, |p| self.next_quick(p, secret), |p| self.is_quick_of(p, c), secret) {
                 // The byte count changes under the list's lock, so that a fork (whose handler
                 // holds every lock) never sees the two disagree.
                 self.quick_bytes.fetch_sub(QUICK_SIZE[c] as usize, Ordering::Relaxed);
@@ -1232,7 +1337,7 @@ impl<S: Source> Heap<S> {
         let secret = self.secret();
         {
             let mut q = self.quick[c].lock();
-            if let Some((head, tail, n)) = q.take(max, whole, |p| self.next_quick(p, secret), secret) {
+            if let Some((head, tail, n)) = q.take(max, whole, |p| self.next_quick(p, secret), |p| self.is_quick_of(p, c), secret) {
                 self.quick_bytes.fetch_sub(n * QUICK_SIZE[c] as usize, Ordering::Relaxed);
                 drop(q);
                 self.counters.out(c, n);

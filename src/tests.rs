@@ -380,6 +380,44 @@ fn a_batch_freed_and_allocated_again_in_cycles_keeps_its_quick_blocks() {
 }
 
 #[test]
+fn a_joined_quick_chain_is_taken_back_segment_by_segment() {
+    // More chains flushed than a quick list keeps apart: the oldest are joined into one. Refills
+    // still get the chains as they were flushed, whole, without walking the joined chain.
+    let h = new_heap(64 << 20);
+    let c = crate::size_class::quick_class_of_request(200).unwrap();
+    let (chain, chains) = (8, 24);
+    let ps: Vec<usize> = (0..chain * chains).map(|_| h.malloc(200).unwrap()).collect();
+    free_as_a_cache(&h, c, &ps, chain);
+    let flushed: Vec<Vec<usize>> = ps.chunks(chain).map(|k| k.to_vec()).collect();
+    let secret = h.secret();
+    for i in 0..chains {
+        h.check().unwrap();
+        // Half a bin wanted, a whole one accepted: a flushed chain fits, so it comes whole.
+        let (head, tail, n) = h.refill(c, chain / 2, chain);
+        assert_eq!(n, chain, "refill {i} cut a chain");
+        let mut got = Vec::new();
+        let mut p = head;
+        while p != 0 {
+            got.push(p);
+            p = h.next_quick(p, secret);
+        }
+        assert_eq!(got.len(), n);
+        assert_eq!(*got.last().unwrap(), tail);
+        assert!(flushed.contains(&got), "refill {i} got blocks of several flushes");
+        // Back to the program, then freed again: nothing is lost.
+        for &p in &got {
+            // SAFETY: a QUICK block the "cache" got; it becomes the program's.
+            unsafe { block::store(p - block::HEADER, block::load(p - block::HEADER) ^ block::FLIP_IN_USE_QUICK) };
+        }
+    }
+    assert_eq!(h.quick_bytes(), 0);
+    for &p in &ps {
+        h.free(p);
+    }
+    h.check().unwrap();
+}
+
+#[test]
 fn realloc_grows_and_shrinks_in_place() {
     let h = new_heap(64 << 20);
     // Above the quick classes (small blocks move rather than look for a free neighbour).
