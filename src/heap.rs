@@ -326,6 +326,9 @@ unsafe fn recorded_segment(head: usize, secret: u64) -> (usize, usize) {
     (tail, n & SEGMENT_LEN_MASK)
 }
 
+// A segment's record needs the link and two more payload words in every quick block.
+const _: () = assert!(MIN_BLOCK - HEADER >= 3 * WORD);
+
 /// High bits of a recorded segment length, so that a decoded record is recognised as one.
 const SEGMENT_MARK: usize = 0x5e6 << 48;
 /// The length's bits in a recorded segment length.
