@@ -31,7 +31,10 @@
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, CHECKED, FENCE, FLIP_CHECKED, FLIP_IN_USE_QUICK, FLIP_QUICK_FREE, FREE, HEADER, IN_USE, MAPPED, PREV_FREE, QUICK};
-use crate::config::{round_up, ALIGNMENT, CARVE_PURGE_SHARE, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, NEARLY_EMPTY_QUIET, PAGE, PURGE_MIN, QUICK_RETAIN_MIN, QUICK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD};
+use crate::config::{
+    round_up, ALIGNMENT, CARVE_PURGE_SHARE, GRAIN, GROW_SHARE, GROW_STEP, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, NUM_CLASSES, NEARLY_EMPTY, NEARLY_EMPTY_QUIET, PAGE, PURGE_MIN,
+    QUICK_RETAIN_MIN, QUICK_SHARE, RESIDENT_CHECK_MIN, RESIDENT_SLACK_MIN, RESIDENT_SLACK_SHARE, TRIM_DECAY_MS, TRIM_KEEP, TRIM_THRESHOLD, WORD,
+};
 use crate::diag::{fatal, fatal_at, fatal_sized};
 use crate::os;
 use crate::pagemap::PageMap;
@@ -124,6 +127,9 @@ struct Core {
     /// when the top is trimmed or purged: the top's pages beyond it were never handed out since
     /// (fresh from the source, or given back already), so a purge skips them.
     top_touched: usize,
+    /// Bytes carved since the resident memory was last checked against its budget (see
+    /// `Heap::note_carved`).
+    carved_unchecked: usize,
 }
 
 /// What a purge pass gives back.
@@ -567,6 +573,7 @@ impl Core {
             top_reach: 0,
             top_reach_prev: 0,
             top_touched: 0,
+            carved_unchecked: 0,
         }
     }
 
@@ -1158,6 +1165,7 @@ impl<S: Source> Heap<S> {
                 let (b, size) = self.take_or_grow(core, need)?;
                 let purged = core.purged_range(b, size);
                 core.carve(b, size, need, state, purged);
+                self.note_carved(core, need);
                 Some(b)
             }
         })
@@ -1404,6 +1412,7 @@ impl<S: Source> Heap<S> {
             // demand, not a sign that the lists hold the wrong sizes.
             let parked = self.quick_bytes.load(Ordering::Relaxed);
             self.carved_since_consolidation.fetch_add((n * size).min(parked), Ordering::Relaxed);
+            self.note_carved(core, n * size);
             self.counters.out(c, n - widened);
             (head, tail, n)
         })
@@ -1557,6 +1566,120 @@ impl<S: Source> Heap<S> {
         purged
     }
 
+    /// Bytes of the heap known not to be resident: the pages of big free blocks given back, and
+    /// the top's beyond `top_touched` (never handed out since they came from the source, or
+    /// given back) or in its purged range. Free blocks too small to be purged count as resident.
+    fn nonresident(&self, core: &Core) -> usize {
+        let mut n = 0;
+        for c in class_of(PURGE_MIN)..NUM_CLASSES {
+            let mut b = core.bins[c];
+            while b != 0 {
+                // SAFETY: bin entries are FREE blocks we own under the heap lock.
+                unsafe {
+                    let (start, end) = core.purged_range(b, block::size_of(block::load(b)));
+                    n += end.saturating_sub(start);
+                    b = link_next(b);
+                }
+            }
+        }
+        if core.top != 0 {
+            let t = core.top;
+            // SAFETY: the top is a FREE block we own under the heap lock.
+            let (end, (start, purged_end)) = unsafe {
+                let size = block::size_of(block::load(t));
+                (t + size, core.purged_range(t, size))
+            };
+            let touched = core.top_touched.clamp(t, end);
+            n += end - touched + purged_end.min(touched).saturating_sub(start);
+        }
+        n
+    }
+
+    /// Counts `bytes` carved out of the free lists (which may bring pages in), checking the
+    /// resident memory against its budget each `RESIDENT_CHECK_MIN` of them.
+    #[inline]
+    fn note_carved(&self, core: &mut Core, bytes: usize) {
+        core.carved_unchecked += bytes;
+        if core.carved_unchecked >= RESIDENT_CHECK_MIN {
+            core.carved_unchecked = 0;
+            self.keep_resident_within_budget(core);
+        }
+    }
+
+    /// Keeps the heap's resident memory, with the mapped blocks, within the most the program has
+    /// held plus a slack (see `RESIDENT_SLACK_SHARE`): beyond that, gives back the pages of big
+    /// free blocks, the biggest first, then the top's beyond `TRIM_KEEP`. Called under the heap
+    /// lock after a big block was carved or mapped.
+    fn keep_resident_within_budget(&self, core: &mut Core) {
+        let c = &self.counters;
+        let os = c.os_bytes.load(Ordering::Relaxed);
+        let held = os.saturating_sub(core.free_bytes).saturating_sub(self.quick_bytes.load(Ordering::Relaxed));
+        let peak = c.held_peak.load(Ordering::Relaxed).max(held);
+        let budget = peak.saturating_add(peak / RESIDENT_SLACK_SHARE).saturating_add(RESIDENT_SLACK_MIN);
+        if os <= budget {
+            return; // within budget even if every page were resident: no walk
+        }
+        let resident = os.saturating_sub(self.nonresident(core));
+        let Some(mut excess) = resident.checked_sub(budget).filter(|&e| e > 0) else { return };
+        let mut purged = 0;
+        'bins: for c in (class_of(PURGE_MIN)..NUM_CLASSES).rev() {
+            let mut b = core.bins[c];
+            while b != 0 {
+                // SAFETY: bin entries are FREE blocks we own under the heap lock; their links
+                // stay in the part kept.
+                let got = unsafe { self.purge_tail(core, b, excess) };
+                purged += got;
+                excess = excess.saturating_sub(got);
+                if excess == 0 {
+                    break 'bins;
+                }
+                // SAFETY: as above.
+                b = unsafe { link_next(b) };
+            }
+        }
+        if excess > 0 && core.top != 0 {
+            let t = core.top;
+            // SAFETY: the top is a FREE block we own under the heap lock.
+            purged += unsafe { self.purge_block(core, t, TRIM_KEEP, core.top_touched, true) };
+            core.top_touched = core.top_touched.min(round_up(t + TRIM_KEEP, PAGE));
+        }
+        self.counters.purged.fetch_add(purged, Ordering::Relaxed);
+    }
+
+    /// Gives back about `want` bytes of the free block `b`'s pages, from the end of what is still
+    /// resident backwards: a carving takes a block's start first, so that part stays. Falls back
+    /// to the whole block when what was given back before lies in its middle. Returns the bytes
+    /// purged.
+    unsafe fn purge_tail(&self, core: &mut Core, b: usize, want: usize) -> usize {
+        // SAFETY: the caller owns the FREE block b under the heap lock; only whole pages between
+        // its bookkeeping and its footer are given back.
+        unsafe {
+            let size = block::size_of(block::load(b));
+            if size < PURGE_MIN {
+                return 0;
+            }
+            let start = round_up(b + PURGE_KEEP, PAGE);
+            let end = (b + size - WORD) & !(PAGE - 1);
+            let (done_start, done_end) = core.purged_range(b, size);
+            // The resident part's end: the block's, or where a purged suffix begins.
+            let (upto, keep_end) = if done_start >= done_end {
+                (end, end)
+            } else if done_end >= end {
+                (round_up(done_start, PAGE).min(end), done_end)
+            } else {
+                return self.purge_block(core, b, PURGE_KEEP, usize::MAX, true);
+            };
+            let from = upto.saturating_sub(round_up(want, PAGE)).max(start);
+            if from >= upto {
+                return 0;
+            }
+            self.source.purge(from, upto - from);
+            *((b + PURGED_START) as *mut usize) = from;
+            *((b + PURGED_END) as *mut usize) = keep_end;
+            upto - from
+        }
+    }
+
     /// Gives back the pages of the free block `b` from `keep` bytes past its start to its footer
     /// (or to `limit`, beyond which it was never touched), if it is `aged` and big enough.
     /// Returns the bytes purged.
@@ -1684,7 +1807,9 @@ impl<S: Source> Heap<S> {
                     if block::state_of(rh) == FREE && size + right >= need {
                         let purged = core.purged_range(r, right);
                         core.unlink(r, right);
-                        return core.carve(b, size + right, need, IN_USE, purged);
+                        let grown = core.carve(b, size + right, need, IN_USE, purged);
+                        self.note_carved(core, grown - size);
+                        return grown;
                     }
                     0
                 }
@@ -1779,6 +1904,9 @@ impl<S: Source> Heap<S> {
         let live = self.counters.mapped_blocks.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.mapped_peak.fetch_max(live, Ordering::Relaxed);
         self.note_held();
+        if len >= RESIDENT_CHECK_MIN {
+            self.with_core(|core| self.keep_resident_within_budget(core));
+        }
         Some(p)
     }
 
@@ -1859,6 +1987,10 @@ impl<S: Source> Heap<S> {
                 self.note_os(nb, new_len);
                 self.counters.mapped_bytes.fetch_add(new_len, Ordering::Relaxed);
                 self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.note_held();
+                if new_len >= len + RESIDENT_CHECK_MIN {
+                    self.with_core(|core| self.keep_resident_within_budget(core));
+                }
                 return Some(q);
             }
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::block;
-use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, TRIM_KEEP, TRIM_THRESHOLD};
+use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, RESIDENT_SLACK_MIN, RESIDENT_SLACK_SHARE, TRIM_KEEP, TRIM_THRESHOLD};
 use crate::heap::Heap;
 use crate::size_class::{NUM_QUICK, QUICK_MAX_REQUEST, QUICK_SIZE};
 use crate::source::{Region, Source};
@@ -674,6 +674,61 @@ fn a_hole_is_purged_while_the_program_carves_big_blocks_elsewhere() {
     assert_eq!(h.heap_bytes(), heap);
     assert_purged_and_reusable(&h, a, n);
     h.check().unwrap();
+}
+
+/// A heap whose program held 8 MB at its peak and now holds 4: 20 resident holes of 200,000
+/// bytes between live guards. Allocates `big` bytes, which brings the heap's resident memory past
+/// the peak by more than the slack, and checks that just about the excess was given back, at once
+/// (the clock never moves), and that the holes stay usable.
+fn assert_the_excess_over_the_peak_is_purged(h: Box<Heap<TestSource>>, big: usize) {
+    let hole = 200_000; // at least PURGE_MIN, below the mapping threshold
+    let mut guards = Vec::new();
+    let holes: Vec<usize> = (0..20)
+        .map(|_| {
+            let p = h.malloc(hole).unwrap();
+            fill(p, hole, 0x5a);
+            guards.push(h.malloc(1000).unwrap());
+            p
+        })
+        .collect();
+    for &p in &holes {
+        h.free(p);
+    }
+    assert_eq!(h.source().purged(), 0, "purged while below the peak");
+    let b = h.malloc(big).unwrap();
+    fill(b, big, 0x33);
+    let heap = h.heap_bytes();
+    let peak = h.counters.held_peak.load(std::sync::atomic::Ordering::Relaxed); // with `big`
+    let budget = peak + peak / RESIDENT_SLACK_SHARE + RESIDENT_SLACK_MIN;
+    let purged = h.source().purged();
+    // Resident before: at least the live blocks and the holes, all written.
+    let at_least = 40 * 100_000 + holes.len() * hole + big - budget;
+    assert!(purged + 2 * holes.len() * PAGE >= at_least, "purged {purged}, needed {at_least}");
+    assert!(purged < at_least + hole, "purged {purged}: more than the excess and one hole");
+    h.check().unwrap();
+    // The holes stay usable: they all come back, and the heap does not grow.
+    let mut again: Vec<usize> = holes.iter().map(|_| h.malloc(hole).unwrap()).collect();
+    again.sort();
+    let mut holes = holes;
+    holes.sort();
+    assert_eq!(again, holes);
+    assert_eq!(h.heap_bytes(), heap);
+    h.check().unwrap();
+    h.free(b);
+}
+
+#[test]
+fn resident_memory_past_the_programs_peak_is_given_back_when_a_block_is_mapped() {
+    let (h, _live) = heap_in_use();
+    assert_the_excess_over_the_peak_is_purged(h, 4 << 20);
+}
+
+#[test]
+fn resident_memory_past_the_programs_peak_is_given_back_when_a_block_is_carved() {
+    let (h, _live) = heap_in_use();
+    // Below a raised mapping threshold: carved from the top (too big for any hole).
+    h.tune(8 << 20, true, TRIM_THRESHOLD, crate::config::TRIM_DECAY_MS);
+    assert_the_excess_over_the_peak_is_purged(h, 3 << 20);
 }
 
 #[test]
