@@ -1622,7 +1622,26 @@ impl<S: Source> Heap<S> {
         let resident = os.saturating_sub(self.nonresident(core));
         let Some(mut excess) = resident.checked_sub(budget).filter(|&e| e > 0) else { return };
         let mut purged = 0;
+        // The top first: allocations take it last, and from its start. Its pages from the end of
+        // what it handed out backwards, but `TRIM_KEEP`.
+        if core.top != 0 {
+            let t = core.top;
+            // SAFETY: the top is a FREE block we own under the heap lock.
+            let size = block::size_of(unsafe { block::load(t) });
+            let to = round_up(core.top_touched, PAGE).min((t + size - WORD) & !(PAGE - 1));
+            let from = round_up(t + TRIM_KEEP, PAGE).max(to.saturating_sub(round_up(excess, PAGE)));
+            if from < to {
+                self.source.purge(from, to - from);
+                // Pages from `from` on were given back, as if never handed out.
+                core.top_touched = core.top_touched.min(from);
+                purged += to - from;
+                excess = excess.saturating_sub(to - from);
+            }
+        }
         'bins: for c in (class_of(PURGE_MIN)..NUM_CLASSES).rev() {
+            if excess == 0 {
+                break;
+            }
             let mut b = core.bins[c];
             while b != 0 {
                 // SAFETY: bin entries are FREE blocks we own under the heap lock; their links
@@ -1636,12 +1655,6 @@ impl<S: Source> Heap<S> {
                 // SAFETY: as above.
                 b = unsafe { link_next(b) };
             }
-        }
-        if excess > 0 && core.top != 0 {
-            let t = core.top;
-            // SAFETY: the top is a FREE block we own under the heap lock.
-            purged += unsafe { self.purge_block(core, t, TRIM_KEEP, core.top_touched, true) };
-            core.top_touched = core.top_touched.min(round_up(t + TRIM_KEEP, PAGE));
         }
         self.counters.purged.fetch_add(purged, Ordering::Relaxed);
     }
