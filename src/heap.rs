@@ -1607,9 +1607,10 @@ impl<S: Source> Heap<S> {
     }
 
     /// Keeps the heap's resident memory, with the mapped blocks, within the most the program has
-    /// held plus a slack (see `RESIDENT_SLACK_SHARE`): beyond that, gives back the pages of big
-    /// free blocks, the biggest first, then the top's beyond `TRIM_KEEP`. Called under the heap
-    /// lock after a big block was carved or mapped.
+    /// held plus a slack (see `RESIDENT_SLACK_SHARE`): beyond that, gives back the excess, from
+    /// the top's pages beyond `TRIM_KEEP` first, then from the big free blocks, the biggest
+    /// first. Called under the heap lock every `RESIDENT_CHECK_MIN` carved, and after a big
+    /// mapping or `mremap` growth.
     fn keep_resident_within_budget(&self, core: &mut Core) {
         let c = &self.counters;
         let os = c.os_bytes.load(Ordering::Relaxed);
@@ -1881,6 +1882,7 @@ impl<S: Source> Heap<S> {
                     core.insert_range(b, lead, purged);
                 }
                 core.carve(b + lead, size - lead, need, IN_USE, purged);
+                self.note_carved(core, need);
                 self.counters.out(class_of(need), 1);
                 Some(p)
             }
