@@ -563,10 +563,14 @@ fn the_top_is_trimmed_back_to_the_source() {
     h.check().unwrap();
 }
 
+/// Live blocks of `heap_in_use`, and their size.
+const IN_USE_BLOCKS: usize = 40;
+const IN_USE_BLOCK: usize = 100_000;
+
 /// A heap with 4 MB of live blocks: not nearly empty (which would trim and purge at once).
 fn heap_in_use() -> (Box<Heap<TestSource>>, Vec<usize>) {
     let h = new_heap(64 << 20);
-    let live = (0..40).map(|_| h.malloc(100_000).unwrap()).collect();
+    let live = (0..IN_USE_BLOCKS).map(|_| h.malloc(IN_USE_BLOCK).unwrap()).collect();
     (h, live)
 }
 
@@ -702,7 +706,7 @@ fn assert_the_excess_over_the_peak_is_purged(h: Box<Heap<TestSource>>, big: usiz
     let budget = peak + peak / RESIDENT_SLACK_SHARE + RESIDENT_SLACK_MIN;
     let purged = h.source().purged();
     // Resident before: at least the live blocks and the holes, all written.
-    let at_least = 40 * 100_000 + holes.len() * hole + big - budget;
+    let at_least = IN_USE_BLOCKS * IN_USE_BLOCK + holes.len() * hole + big - budget;
     assert!(purged + 2 * holes.len() * PAGE >= at_least, "purged {purged}, needed {at_least}");
     assert!(purged < at_least + hole, "purged {purged}: more than the excess and one hole");
     h.check().unwrap();
