@@ -26,6 +26,7 @@ pub mod os;
 pub mod pagemap;
 pub mod profile;
 pub mod size_class;
+pub mod size_text;
 pub mod source;
 pub mod stats;
 pub mod sync;

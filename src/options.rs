@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::config::{MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, TRIM_DECAY_MS, TRIM_THRESHOLD};
 use crate::diag::Line;
+use crate::size_text::parse_size;
 
 /// `MY_ALLOC_STATS=1`: print statistics at exit.
 pub static STATS: AtomicBool = AtomicBool::new(false);
@@ -148,27 +149,6 @@ fn set_flag(flag: &AtomicBool, value: &[u8]) -> bool {
     true
 }
 
-/// Parses a size with an optional K, M or G suffix (powers of 1024) into `[min, max]`.
-fn parse_size(value: &[u8]) -> Option<usize> {
-    let (digits, unit) = match value.last()? {
-        b'k' | b'K' => (&value[..value.len() - 1], 1usize << 10),
-        b'm' | b'M' => (&value[..value.len() - 1], 1 << 20),
-        b'g' | b'G' => (&value[..value.len() - 1], 1 << 30),
-        _ => (value, 1),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: usize = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add((d - b'0') as usize)?;
-    }
-    n.checked_mul(unit)
-}
-
 fn set_size(target: &AtomicUsize, value: &[u8], min: usize, max: usize) -> bool {
     match parse_size(value) {
         Some(n) if n >= min && n <= max => {
@@ -198,17 +178,6 @@ fn print_options() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(parse_size(b"4096"), Some(4096));
-        assert_eq!(parse_size(b"64k"), Some(64 << 10));
-        assert_eq!(parse_size(b"2M"), Some(2 << 20));
-        assert_eq!(parse_size(b"1g"), Some(1 << 30));
-        for bad in [&b""[..], b"k", b"12x", b"-5", b"99999999999999999999999", b"1 M"] {
-            assert_eq!(parse_size(bad), None, "{:?}", core::str::from_utf8(bad));
-        }
-    }
 
     #[test]
     fn flags_accept_the_usual_spellings() {
