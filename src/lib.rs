@@ -19,6 +19,7 @@ pub mod block;
 pub mod checked;
 pub mod config;
 pub mod diag;
+pub mod counters;
 pub mod global;
 pub mod heap;
 pub mod options;
