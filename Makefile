@@ -58,8 +58,11 @@ check-header: build
 	cp $(LIB_DIR)/header_check.c $(LIB_DIR)/header_check.cpp
 	g++ -std=c++17 -Wall -Wextra -Werror -Iinclude -c $(LIB_DIR)/header_check.cpp -o $(LIB_DIR)/header_check_cpp.o
 
+# Release tests of the whole workspace, then the core's tests again in a debug build, where the heap
+# verifies every invariant after each operation (slow: a walk of the whole heap each time).
 rust-tests:
 	$(CARGO) test --release --workspace
+	$(CARGO) test --lib
 
 # The core's tests again under non-default build settings (in their own target directory, with
 # their own header, so the default build and the committed header are left alone).

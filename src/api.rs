@@ -10,10 +10,10 @@ use core::ffi::{c_int, c_void};
 use crate::block::{self, MAPPED};
 use crate::config::{ALIGNMENT, PAGE};
 use crate::global::HEAP;
-use crate::heap::Resized;
+use crate::heap::{Mover, Reallocated};
 use crate::os::{errno, set_errno};
 use crate::size_class::{quick_class_of_block, quick_class_of_request};
-use crate::{checked, global, profile, stats, tcache};
+use crate::{checked, global, profile, stats, thread};
 
 // ------------------------------------------------------------------------------------------------
 // The hot paths
@@ -22,39 +22,34 @@ use crate::{checked, global, profile, stats, tcache};
 #[inline(always)]
 fn alloc(n: usize) -> *mut c_void {
     if let Some(c) = quick_class_of_request(n) {
-        let tc = tcache::current();
+        let tc = thread::cache();
         if !tc.is_null() {
-            // SAFETY: a non-null current() is this thread's own cache.
-            let p = unsafe { (*tc).pop(c) };
+            // SAFETY: a non-null cache() is this thread's own cache.
+            let p = unsafe { (*tc).pop(&HEAP, c) };
             if p != 0 {
                 return p as *mut c_void;
             }
         }
     }
-    alloc_slow(n)
+    or_enomem(alloc_slow(n))
 }
 
+/// Every allocation that missed the hot path (`None`: impossible, or memory exhausted; errno is
+/// the caller's to set).
 #[cold]
 #[inline(never)]
-fn alloc_slow(n: usize) -> *mut c_void {
+fn alloc_slow(n: usize) -> Option<usize> {
     global::ensure_initialised();
     profile::maybe_sample();
     if checked::enabled() {
-        return or_enomem(uncached(checked::alloc(n, ALIGNMENT)));
+        return uncached(checked::alloc(n, ALIGNMENT));
     }
-    let got = match quick_class_of_request(n) {
-        Some(c) => {
-            let tc = tcache::current_or_create();
-            if tc.is_null() {
-                uncached(HEAP.malloc(n))
-            } else {
-                // SAFETY: this thread's own cache.
-                Some(unsafe { (*tc).refill_and_pop(c) }).filter(|&p| p != 0)
-            }
-        }
-        None => uncached(HEAP.malloc(n)),
-    };
-    or_enomem(got)
+    let tc = if quick_class_of_request(n).is_some() { thread::cache_or_create() } else { core::ptr::null_mut() };
+    if tc.is_null() {
+        return uncached(HEAP.malloc(n));
+    }
+    // SAFETY: this thread's own cache.
+    unsafe { (*tc).malloc(&HEAP, n) }
 }
 
 /// Counts an allocation that bypassed the thread caches.
@@ -93,9 +88,9 @@ fn dealloc(p: *mut c_void, func: &str) {
 fn dealloc_validated(p: usize, h: u64, func: &str) {
     // Mapped blocks are never of a quick size, so they always take the slow path.
     if let Some(c) = quick_class_of_block(block::size_of(h)) {
-        let tc = tcache::current();
-        // SAFETY: a non-null current() is this thread's own cache; p is a live block.
-        if !tc.is_null() && unsafe { (*tc).push(c, p, h) } {
+        let tc = thread::cache();
+        // SAFETY: a non-null cache() is this thread's own cache; p is a live block.
+        if !tc.is_null() && unsafe { (*tc).push(&HEAP, c, p, h) } {
             return;
         }
     }
@@ -111,25 +106,35 @@ fn dealloc_slow(p: usize, h: u64, func: &str) {
     if checked::enabled() {
         stats::note_uncached_free(h);
         checked::free(p, h, func);
-        set_errno(saved);
-        return;
-    }
-    if let Some(c) = quick_class_of_block(block::size_of(h)) {
-        let tc = tcache::current_or_create();
-        if !tc.is_null() {
-            // SAFETY: this thread's own cache; after the flush the bin has room.
-            unsafe {
-                (*tc).flush_full(c);
-                if (*tc).push(c, p, h) {
-                    set_errno(saved);
-                    return;
-                }
-            }
+    } else {
+        let tc = if quick_class_of_block(block::size_of(h)).is_some() { thread::cache_or_create() } else { core::ptr::null_mut() };
+        if tc.is_null() {
+            stats::note_uncached_free(h);
+            HEAP.free_validated(p, h);
+        } else {
+            // SAFETY: this thread's own cache.
+            unsafe { (*tc).free(&HEAP, p, h) };
         }
     }
-    stats::note_uncached_free(h);
-    HEAP.free_validated(p, h);
     set_errno(saved);
+}
+
+/// The C surface as the place `realloc` moves blocks to and from: this thread's cache, as
+/// `malloc` and `free` would use it.
+struct Surface<'a> {
+    func: &'a str,
+}
+
+impl Mover for Surface<'_> {
+    fn allocate(&mut self, n: usize) -> Option<usize> {
+        match alloc(n) as usize {
+            0 => None,
+            p => Some(p),
+        }
+    }
+    fn release(&mut self, p: usize, h: u64) {
+        dealloc_validated(p, h, self.func)
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -165,32 +170,16 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
     if checked::enabled() {
         return or_enomem(checked::realloc(p, h, n, func));
     }
-    match HEAP.resize_in_place(p, h, n) {
-        Resized::Done(q) => {
+    let saved = errno();
+    match HEAP.realloc(p, h, n, &mut Surface { func }) {
+        Some(Reallocated::InPlace(q)) => {
             stats::note_resized(h, q);
+            // A shrink that found no smaller block keeps its own, and leaves errno alone.
+            set_errno(saved);
             q as *mut c_void
         }
-        Resized::NoMemory => {
-            set_errno(libc::ENOMEM);
-            core::ptr::null_mut()
-        }
-        Resized::MustMove => {
-            let old = HEAP.usable_of(p, h);
-            let saved = errno();
-            let q = alloc(n);
-            if q.is_null() {
-                if n <= old {
-                    // A shrink that found no smaller block keeps its own: it never fails.
-                    set_errno(saved);
-                    return p as *mut c_void;
-                }
-                return q;
-            }
-            // SAFETY: both blocks are live and distinct; `old` bytes are readable at p.
-            unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
-            dealloc_validated(p, h, func);
-            q
-        }
+        Some(Reallocated::Moved(q)) => q as *mut c_void,
+        None => or_enomem(None),
     }
 }
 
@@ -359,10 +348,10 @@ pub extern "C" fn cfree(p: *mut c_void) {
 #[no_mangle]
 pub extern "C" fn malloc_trim(pad: usize) -> c_int {
     let saved = errno();
-    let tc = tcache::current();
+    let tc = thread::cache();
     if !tc.is_null() {
         // SAFETY: this thread's own cache.
-        unsafe { (*tc).flush_everything() };
+        unsafe { (*tc).flush_everything(&HEAP) };
     }
     let released = HEAP.trim(pad);
     set_errno(saved);

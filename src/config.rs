@@ -1,7 +1,8 @@
 //! Every tunable number of the allocator, named and explained in one place.
 //!
 //! The first three come from the build (see `build.rs` and README's "Configuration"); the rest are
-//! compile-time constants chosen by measurement (see `bench/RESULTS.md`).
+//! compile-time constants chosen by measurement (what was tried and what it gave: DESIGN.md,
+//! "Measurements").
 
 include!(concat!(env!("OUT_DIR"), "/build_settings.rs"));
 
@@ -36,8 +37,8 @@ pub const MMAP_THRESHOLD: usize = 256 * 1024;
 /// Freeing a mapped block raises the mapping threshold to its size, up to this (unless
 /// `MY_ALLOC_MMAP_THRESHOLD` set it, as glibc's stays once set): a program that
 /// keeps allocating and freeing blocks of that size then reuses heap memory instead of paying a
-/// `mmap`, page faults and a `munmap` every time (glibc's rule; glibc stops at 32 MiB, and
-/// `bench/large` showed blocks of up to 32 MiB still paying the faults there).
+/// `mmap`, page faults and a `munmap` every time (glibc's rule, with a higher cap than glibc's
+/// 32 MiB, so that blocks of up to 32 MiB are covered too).
 pub const MMAP_THRESHOLD_MAX: usize = 64 * 1024 * 1024;
 
 /// The heap grows by at least this much per `sbrk`/`mmap` call (untouched pages cost no RSS).
@@ -63,9 +64,8 @@ pub const PURGE_MIN: usize = 64 * 1024;
 /// ...or sooner: the heap counts the memory it carves for big blocks (at least `PURGE_MIN`, from
 /// a hole, the top or a growth), and each 1/CARVE_PURGE_SHARE of its size counts as a purge
 /// interval: a hole that stayed free while the program carved that much twice elsewhere is not
-/// being reused. Counting only carvings that extend the heap (the top, a growth), bench/mixed
-/// peaked 1.3 MiB higher. Small blocks do not count: with refills carving the top counted too,
-/// CPython ran 10% slower (it reused the holes soon after, and faulted their pages in again).
+/// being reused. Carvings of small blocks do not count: a program refilling its caches from the
+/// top reuses its holes soon after, and purging them would only fault their pages in again.
 pub const CARVE_PURGE_SHARE: usize = 64;
 
 /// ...and, whatever the clock and the carving say, before the heap's resident memory (bytes not
@@ -74,9 +74,8 @@ pub const CARVE_PURGE_SHARE: usize = 64;
 /// peak RSS however the allocator plays, so memory resident beyond it is pure overhead, while below
 /// it, keeping freed pages costs nothing and saves refaults. Checked each `RESIDENT_CHECK_MIN`
 /// bytes carved, and after a mapping (or `mremap` growth) that big: the allocations that add to
-/// the resident memory. bench/large (4 live blocks of up to 32 MiB, replaced at random) ran up to
-/// 146 MiB resident for a peak of 113 MiB held: it ends within 0.4 s, before any decay. 1/8: 132
-/// MiB, 1.6x the page faults; 1/16: 125 MiB, 1.9x (glibc: 139 MiB, 5x).
+/// the resident memory. A short program cycling big blocks ends before any decay: this bounds what
+/// it keeps, for some more page faults.
 pub const RESIDENT_SLACK_SHARE: usize = 16;
 /// See `RESIDENT_SLACK_SHARE`.
 pub const RESIDENT_SLACK_MIN: usize = 1024 * 1024;
@@ -84,18 +83,16 @@ pub const RESIDENT_SLACK_MIN: usize = 1024 * 1024;
 pub const RESIDENT_CHECK_MIN: usize = 256 * 1024;
 
 /// ...and a heap this empty (bytes in use below 1/NEARLY_EMPTY of the heap) gives its top back at
-/// once, without waiting for the decay: the program has let go of (nearly) everything. Not 1/8:
-/// bench/large (a few big blocks replaced at random) and bench/growth (vectors freed and regrown)
-/// dip that low between cycles, and paid a refault of the whole heap each time.
+/// once, without waiting for the decay: the program has let go of (nearly) everything. Low enough
+/// that programs cycling a few big blocks or vectors do not dip below it between cycles (each dip
+/// would cost a refault of the whole heap).
 pub const NEARLY_EMPTY: usize = 64;
 
 /// ...unless the heap regrew soon after the previous such release: then the next one waits for
 /// the heap not to have grown for a while, starting at 1/NEARLY_EMPTY_QUIET of the decay (250 ms
-/// by default) and doubling up to the decay. bench/growth frees all its vectors at the end of
-/// each 10 ms round and regrows them, and refaulted its whole heap every round without this.
-/// Not 1/20 (50 ms): bench/large dips this low every few dozen operations, and refaulted 276 MiB
-/// in a 0.5 s run (0.12 s of its time) through the releases the shorter back-offs let pass; the
-/// resident budget (`RESIDENT_SLACK_SHARE`) bounds what a cycling program keeps meanwhile.
+/// by default) and doubling up to the decay: a program that frees everything at the end of each
+/// round and regrows it would otherwise refault its whole heap every round. The resident budget
+/// (`RESIDENT_SLACK_SHARE`) bounds what a cycling program keeps meanwhile.
 pub const NEARLY_EMPTY_QUIET: u64 = 4;
 
 /// Each growth of the heap asks for at least 1/GROW_SHARE of what the heap already has, so a big
@@ -128,12 +125,11 @@ pub const QUICK_RETAIN_MIN: usize = 1024 * 1024;
 
 /// A thread cache keeps at most this many bytes per size class (bounded below by
 /// `CACHE_MIN_BLOCKS` blocks and above by `CACHE_MAX_BLOCKS`). Not more: with ~80 classes, what
-/// the caches of a producer and a consumer thread hold in transit adds up (bench/prodcons peak
-/// RSS 4.2 MiB at 16 KiB per class and 4..64 blocks, 3.6 MiB here; glibc 3.4-3.6), for ~8% more
-/// instructions in bench/churn (more refills and flushes)...
+/// the caches of a producer and a consumer thread hold in transit adds up to peak RSS, for a few
+/// more refills and flushes...
 pub const CACHE_BYTES_PER_CLASS: usize = 4 * 1024;
-/// ...but always room for a few blocks, so that big classes still hit (with 4, bench/server's
-/// threads, whose objects go up to 8 KiB, spent 60% more CPU time refilling and flushing)...
+/// ...but always room for a few blocks, so that big classes still hit (with fewer, threads whose
+/// objects go up to several KiB spend their time refilling and flushing)...
 pub const CACHE_MIN_BLOCKS: usize = 8;
 /// ...and never so many that one class hoards memory.
 pub const CACHE_MAX_BLOCKS: usize = 32;

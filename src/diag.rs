@@ -148,6 +148,16 @@ pub fn fatal_detail(func: &str, what: &str, ptr: usize, label: &str, a: u64, b: 
     fatal_line(&mut l)
 }
 
+/// Reports a broken heap invariant found by the check that debug builds run after every
+/// operation, then aborts (panics in the crate's own tests).
+#[cold]
+#[inline(never)]
+pub fn fatal_invariant(what: &str) -> ! {
+    let mut l = Line::new();
+    l.str("my_alloc: heap check failed: ").str(what);
+    fatal_line(&mut l)
+}
+
 #[cold]
 fn fatal_line(l: &mut Line) -> ! {
     #[cfg(test)]

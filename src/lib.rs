@@ -1,11 +1,7 @@
 //! my_alloc: a malloc replacement with a `no_std` core.
 //!
-//! Layers, bottom to top (each uses only the ones below it):
-//! `config` → `os` (every system call) → `sync` (locks) → `block` (metadata layout) →
-//! `size_class` → `pagemap` → `heap` (the core, over a `source::Source`) → `tcache` (per-thread
-//! caches) → `global` (the process-wide heap, start-up and fork; `options` from the environment)
-//! → `checked` (checking mode) → `api` (the C surface). `diag` formats diagnostics; `stats`
-//! prints statistics. See DESIGN.md.
+//! Layers, bottom to top, as DESIGN.md lists them (each uses only the ones below it; a test
+//! checks the imports against that list). See DESIGN.md for what each module does.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -21,6 +17,7 @@ pub mod config;
 pub mod diag;
 pub mod counters;
 pub mod global;
+pub mod lifecycle;
 pub mod heap;
 pub mod options;
 pub mod os;
@@ -32,6 +29,7 @@ pub mod source;
 pub mod stats;
 pub mod sync;
 pub mod tcache;
+pub mod thread;
 
 #[cfg(test)]
 mod tests;

@@ -87,7 +87,7 @@ fn read_slow() {
         // then, the defaults do.
         return;
     }
-    let Some(env) = crate::global::environment() else {
+    let Some(env) = crate::os::environment() else {
         // Too early to see the environment: try again on a later call.
         STATE.store(UNREAD, Ordering::Release);
         return;

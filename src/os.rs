@@ -1,7 +1,10 @@
-//! The operating-system layer: the only module that makes system calls.
+//! The operating-system layer: the only module that makes system calls or calls into the C
+//! library for the OS's services (memory, time, files, threads, process hooks).
 //!
-//! Everything here is safe to call from inside malloc: no allocation, no stdio, no libc lock.
-//! Calls made on a `free` path keep `errno` as it was, because `free` must never change it.
+//! Everything here is safe to call from inside malloc: no allocation, no stdio, no libc lock
+//! (the few calls that may take one, `pthread_atfork`, `atexit`, `pthread_key_create` and file
+//! opening, are made from the constructor or outside any heap lock, and say so). Calls made on a
+//! `free` path keep `errno` as it was, because `free` must never change it.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -29,6 +32,168 @@ fn keep_errno<T>(f: impl FnOnce() -> T) -> T {
     let r = f();
     set_errno(saved);
     r
+}
+
+/// A monotonic clock in milliseconds; `coarse` reads the cheaper, tick-grained clock (both are
+/// read in the vDSO, without a system call).
+pub fn clock_ms(coarse: bool) -> u64 {
+    let id = if coarse { libc::CLOCK_MONOTONIC_COARSE } else { libc::CLOCK_MONOTONIC };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter.
+    keep_errno(|| unsafe { libc::clock_gettime(id, &mut ts) });
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+// ------------------------------------------------------------------------------------------------
+// Files (the profile and the statistics' descriptor)
+
+/// Opens (creating) the file at the NUL-terminated `path` for appending, close-on-exec.
+pub fn open_append(path: &[u8]) -> Option<i32> {
+    if !path.contains(&0) {
+        return None;
+    }
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    // SAFETY: path is NUL-terminated.
+    let fd = keep_errno(|| unsafe { libc::open(path.as_ptr().cast(), flags, 0o644 as libc::c_uint) });
+    (fd >= 0).then_some(fd)
+}
+
+/// Opens the file at `path` for reading, close-on-exec.
+pub fn open_read(path: &core::ffi::CStr) -> Option<i32> {
+    // SAFETY: a NUL-terminated path.
+    let fd = keep_errno(|| unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) });
+    (fd >= 0).then_some(fd)
+}
+
+/// Takes an exclusive advisory lock on `fd` without waiting and empties the file; false if
+/// another process holds the lock (or either step fails).
+pub fn lock_and_truncate(fd: i32) -> bool {
+    // SAFETY: plain calls on a descriptor; a bad one only fails.
+    keep_errno(|| unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 && libc::ftruncate(fd, 0) == 0 })
+}
+
+/// Closes `fd`.
+pub fn close(fd: i32) {
+    // SAFETY: closing a descriptor we opened.
+    keep_errno(|| unsafe { libc::close(fd) });
+}
+
+/// Reads up to `buf.len()` bytes of `fd` from `offset`; the count read, 0 on end or error.
+pub fn read_at(fd: i32, buf: &mut [u8], offset: usize) -> usize {
+    // SAFETY: reads into a buffer of its length.
+    let n = keep_errno(|| unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) });
+    n.max(0) as usize
+}
+
+/// The target of the symbolic link at `path`, into `buf` (not NUL-terminated); its length.
+pub fn read_link(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
+    // SAFETY: the buffer is writable for its length; readlink does not NUL-terminate.
+    let n = keep_errno(|| unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) });
+    n.max(0) as usize
+}
+
+/// A close-on-exec duplicate of `fd`, numbered 3 or above.
+pub fn dup_cloexec(fd: i32) -> Option<i32> {
+    // SAFETY: duplicating a descriptor has no memory effects.
+    let d = keep_errno(|| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) });
+    (d >= 0).then_some(d)
+}
+
+// ------------------------------------------------------------------------------------------------
+// The process: environment, fork and exit hooks
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// The environment's entries (`NAME=value`), walked through `environ` directly: `getenv` is not
+/// safe to call while the C runtime is still starting. `None` before the environment exists.
+pub fn environment() -> Option<impl Iterator<Item = &'static [u8]>> {
+    // SAFETY: environ is null or a null-terminated array of NUL-terminated strings, which lives
+    // as long as the process; it is only read.
+    let first = unsafe { environ };
+    if first.is_null() {
+        return None;
+    }
+    let mut e = first;
+    Some(core::iter::from_fn(move || {
+        // SAFETY: as above; the walk stops at the terminating null entry.
+        unsafe {
+            if (*e).is_null() {
+                return None;
+            }
+            let s = core::ffi::CStr::from_ptr(*e).to_bytes();
+            e = e.add(1);
+            Some(s)
+        }
+    }))
+}
+
+/// Registers fork handlers (`pthread_atfork`; it may allocate: from the constructor only).
+pub fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: the handlers are plain functions with the signature pthread expects.
+    keep_errno(|| unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) });
+}
+
+/// Registers an exit handler (`atexit` takes a libc lock: from the constructor only).
+pub fn at_exit(f: extern "C" fn()) {
+    // SAFETY: a plain function with the expected signature.
+    keep_errno(|| unsafe { libc::atexit(f) });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Threads: the cache slot and the exit hook
+
+/// Whether this target has the thread slot below (its initial-exec TLS is written in assembly).
+pub const HAS_THREAD_SLOT: bool = cfg!(target_arch = "x86_64");
+
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".section .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    "my_alloc_tcache_slot:",
+    ".zero 8",
+    ".previous",
+);
+
+/// Address of this thread's slot: one word of initial-exec TLS, zero in every new thread.
+/// Rust's own thread-locals in a shared library go through `__tls_get_addr`, which may call
+/// malloc (and so recurse) after another library with TLS is dlopened; initial-exec TLS is a fixed
+/// offset from the thread pointer and never calls anything. Null where `HAS_THREAD_SLOT` is false.
+#[inline(always)]
+pub fn thread_slot() -> *mut usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p: usize;
+        // SAFETY: reads the thread pointer (fs:0) and adds the slot's initial-exec offset from
+        // the GOT; this touches no memory other than the TCB self-pointer and the GOT entry.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr fs:[0]",
+                "add {p}, qword ptr [rip + my_alloc_tcache_slot@GOTTPOFF]",
+                p = out(reg) p,
+                options(nostack, readonly, pure),
+            );
+        }
+        p as *mut usize
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    core::ptr::null_mut()
+}
+
+/// A thread-exit hook: a pthread key whose destructor runs with the value a thread set. `None`
+/// if no key is left (`pthread_key_create` may allocate: never under a heap lock).
+pub fn thread_key_create(destructor: unsafe extern "C" fn(*mut core::ffi::c_void)) -> Option<u32> {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: creates a key; the destructor has the signature pthread expects.
+    let ok = keep_errno(|| unsafe { libc::pthread_key_create(&mut key, Some(destructor)) }) == 0;
+    ok.then_some(key)
+}
+
+/// Sets this thread's value of `key` (a high key may make pthread allocate its storage).
+pub fn thread_key_set(key: u32, value: *mut core::ffi::c_void) {
+    // SAFETY: the key exists; the value is only handed back to the destructor.
+    keep_errno(|| unsafe { libc::pthread_setspecific(key, value) });
 }
 
 /// Writes all of `bytes` to standard error with write(2), ignoring failures.
@@ -207,10 +372,7 @@ unsafe impl Source for OsSource {
     }
 
     fn now_ms(&self) -> u64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid out-parameter; the coarse clock is read in the vDSO, no syscall.
-        keep_errno(|| unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) });
-        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+        clock_ms(true)
     }
 
     fn purge(&self, addr: usize, len: usize) {

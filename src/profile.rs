@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use crate::config::{NUM_CLASSES, PAGE};
 use crate::diag::Line;
 use crate::global::HEAP;
-use crate::options;
+use crate::{options, os};
 use crate::size_class::class_size;
 use crate::stats::{self, MAPPED_ROW};
 
@@ -34,10 +34,7 @@ static START_MS: AtomicU64 = AtomicU64::new(0);
 static LAST_MS: AtomicU64 = AtomicU64::new(0);
 
 fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-parameter; the clock is read in the vDSO.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    os::clock_ms(false)
 }
 
 /// Opens the profile named by `MY_ALLOC_PROFILE`, if any. From the constructor only: opening a
@@ -50,33 +47,25 @@ pub fn start() -> bool {
     }
     // Programs the profiled one starts inherit MY_ALLOC_PROFILE: the first process to lock the
     // file owns it (and empties it); the others leave it alone.
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
-    // SAFETY: path is NUL-terminated.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), flags, 0o644 as libc::c_uint) };
-    if fd < 0 {
+    let Some(fd) = os::open_append(&path) else {
         let mut l = Line::new();
         l.str("my_alloc: cannot open the profile file, not profiling");
         l.write_to(2);
         return false;
-    }
-    // SAFETY: our own descriptor.
-    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 || unsafe { libc::ftruncate(fd, 0) } != 0 {
-        // SAFETY: as above.
-        unsafe { libc::close(fd) };
+    };
+    if !os::lock_and_truncate(fd) {
+        os::close(fd);
         return false;
     }
-    // SAFETY: a constant NUL-terminated path.
-    let statm = unsafe { libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    STATM.store(statm, Ordering::Relaxed);
+    STATM.store(os::open_read(c"/proc/self/statm").unwrap_or(-1), Ordering::Relaxed);
     let mut l = Line::new();
     l.str("my_alloc-profile 1");
     l.write_to(fd);
     let mut exe = [0u8; 200];
-    // SAFETY: the buffer is writable for its length; readlink does not NUL-terminate.
-    let n = unsafe { libc::readlink(c"/proc/self/exe".as_ptr(), exe.as_mut_ptr().cast(), exe.len()) };
+    let n = os::read_link(c"/proc/self/exe", &mut exe);
     if n > 0 {
         let mut l = Line::new();
-        l.str("program ").str(core::str::from_utf8(&exe[..n as usize]).unwrap_or("?"));
+        l.str("program ").str(core::str::from_utf8(&exe[..n]).unwrap_or("?"));
         l.write_to(fd);
     }
     let now = now_ms();
@@ -111,13 +100,12 @@ fn resident_bytes() -> u64 {
         return 0;
     }
     let mut buf = [0u8; 128];
-    // SAFETY: reads into a stack buffer of its length.
-    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n <= 0 {
+    let n = os::read_at(fd, &mut buf, 0);
+    if n == 0 {
         return 0;
     }
     // "size resident shared ...": the second number, in pages.
-    let mut fields = buf[..n as usize].split(|&b| b == b' ');
+    let mut fields = buf[..n].split(|&b| b == b' ');
     let _size = fields.next();
     let resident = fields.next().unwrap_or(b"0");
     resident.iter().take_while(|b| b.is_ascii_digit()).fold(0u64, |v, &d| v * 10 + (d - b'0') as u64) * PAGE as u64

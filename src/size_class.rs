@@ -13,8 +13,8 @@
 //!
 //! A class is *quick* when its blocks are served by thread caches and per-class quick lists
 //! without coalescing: every class whose block is at most `QUICK_LIMIT` bytes (payloads up to
-//! 28 KiB by default: a 32 KiB request would take a 32 KiB + 16 block, and bench/growth showed
-//! such blocks hoarded on the quick lists while vectors kept doubling past them). Requests in a quick
+//! 28 KiB by default: a 32 KiB request would take a 32 KiB + 16 block, and vectors doubling past
+//! that size would leave such blocks hoarded on the quick lists). Requests in a quick
 //! class are rounded up to the class size, so that any block of the class serves any request of
 //! the class.
 

@@ -11,7 +11,7 @@ use crate::config::NUM_CLASSES;
 use crate::diag::Line;
 use crate::global::HEAP;
 use crate::size_class::{class_of, class_size, NUM_QUICK};
-use crate::tcache;
+use crate::thread;
 
 /// Row of the per-class counters that stands for blocks with a mapping of their own.
 pub const MAPPED_ROW: usize = NUM_CLASSES;
@@ -111,7 +111,7 @@ pub fn summary() -> Summary {
         row.requests = UNCACHED_ALLOCS[i].load(Ordering::Relaxed);
         row.frees = UNCACHED_FREES[i].load(Ordering::Relaxed);
     }
-    tcache::for_each_cache(|tc| {
+    thread::for_each_cache(|tc| {
         for (c, bin) in tc.bins.iter().enumerate().take(NUM_QUICK) {
             let pops = bin.pops.load(Ordering::Relaxed);
             let row = &mut s.rows[c];

@@ -1,31 +1,19 @@
-//! Thread caches: per-thread LIFO lists of `QUICK` blocks, one per quick class, in front of the
+//! Thread caches: per-thread LIFO lists of `QUICK` blocks, one per quick class, in front of a
 //! heap's quick lists. A hit takes no lock and no atomic read-modify-write: a pop is a load of the
 //! head, a decode of its link and one header write; a push is the mirror image.
 //!
 //! Refills bring half a bin's capacity from the heap (`Heap::refill`); a full bin goes back whole
-//! in one splice (`Heap::flush`), so the per-class locks are taken once per batch.
-//!
-//! The cache pointer lives in an initial-exec TLS slot defined in assembly: Rust's own
-//! thread-locals in a shared library go through `__tls_get_addr`, which may call malloc (and so
-//! recurse) after another library with TLS is dlopened; initial-exec TLS is a fixed offset from the
-//! thread pointer and never calls anything. The slot holds 0 (no cache yet), `DISABLED` (being
-//! set up or torn down: use the heap directly) or the cache's address.
-//!
-//! Thread exit: a pthread key's destructor flushes the cache back to the heap and parks the cache
-//! for the next thread. Caches are never unmapped, and stay on an append-only registry so that
-//! statistics can be summed without a lock, even while threads come and go.
+//! in one splice (`Heap::flush`), so the per-class locks are taken once per batch. A cache works on
+//! the heap it is given: the process's caches on the process-wide heap (`thread.rs` binds one to
+//! each thread), a test's on a heap of its own.
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::block::{self, FLIP_IN_USE_QUICK};
-use crate::config::{CACHE_BYTES_PER_CLASS, CACHE_GC_EVENTS, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS, PAGE, THREAD_SAFE};
-use crate::global::HEAP;
-use crate::size_class::{NUM_QUICK, QUICK_SIZE};
+use crate::config::{CACHE_BYTES_PER_CLASS, CACHE_GC_EVENTS, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS};
+use crate::heap::{Heap, Mover};
+use crate::size_class::{quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_SIZE};
 use crate::source::Source;
-use crate::sync::Lock;
-
-/// Slot value of a thread whose cache is being created or was torn down.
-const DISABLED: usize = 1;
 
 /// One size class of a thread cache. The counters are written only by the owning thread and
 /// read by statistics from any thread, hence relaxed atomics (plain increments in practice).
@@ -51,6 +39,20 @@ pub struct Bin {
 }
 
 impl Bin {
+    const fn new(max: u32) -> Self {
+        Bin {
+            head: 0,
+            tail: 0,
+            count: 0,
+            max,
+            pops: AtomicU64::new(0),
+            refills: AtomicU64::new(0),
+            refilled: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            pops_at_gc: 0,
+        }
+    }
+
     /// The block count, read from another thread for statistics (a stale value is fine).
     fn count_racy(&self) -> u32 {
         // SAFETY: an aligned u32 in a live cache; a torn or stale read only skews statistics.
@@ -69,6 +71,13 @@ fn bump(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
 }
 
+/// Capacity of a cache bin for blocks of `size` bytes.
+const fn bin_capacity(size: usize) -> u32 {
+    let n = CACHE_BYTES_PER_CLASS / size;
+    let n = if n < CACHE_MIN_BLOCKS { CACHE_MIN_BLOCKS } else { n };
+    (if n > CACHE_MAX_BLOCKS { CACHE_MAX_BLOCKS } else { n }) as u32
+}
+
 /// A thread's cache.
 #[repr(C)]
 pub struct ThreadCache {
@@ -76,74 +85,20 @@ pub struct ThreadCache {
     pub bins: [Bin; NUM_QUICK],
     /// Refills and flushes since the last collection of idle bins.
     slow_events: u32,
-    /// Next cache on the registry of all caches ever made.
-    registry_next: *mut ThreadCache,
-    /// Next parked cache, while no thread owns this one.
-    parked_next: *mut ThreadCache,
-}
-
-/// Parked caches, ready for new threads.
-struct Pool {
-    parked: *mut ThreadCache,
-    /// Unused tail of the last mapping caches are carved from.
-    spare: usize,
-    spare_len: usize,
-}
-// SAFETY: the pool only holds pointers to caches, which are plain memory handed between threads.
-unsafe impl Send for Pool {}
-
-static POOL: Lock<Pool> = Lock::new(Pool { parked: core::ptr::null_mut(), spare: 0, spare_len: 0 });
-static REGISTRY: AtomicPtr<ThreadCache> = AtomicPtr::new(core::ptr::null_mut());
-/// The pthread key whose destructor tears a cache down (KEY_UNSET until created).
-static KEY: AtomicU32 = AtomicU32::new(KEY_UNSET);
-const KEY_UNSET: u32 = u32::MAX;
-const KEY_FAILED: u32 = u32::MAX - 1;
-
-#[cfg(target_arch = "x86_64")]
-core::arch::global_asm!(
-    ".section .tbss,\"awT\",@nobits",
-    ".p2align 3",
-    "my_alloc_tcache_slot:",
-    ".zero 8",
-    ".previous",
-);
-
-/// Address of this thread's slot.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn slot() -> *mut usize {
-    let p: usize;
-    // SAFETY: reads the thread pointer (fs:0) and adds the slot's initial-exec offset from the
-    // GOT; this touches no memory other than the TCB self-pointer and the GOT entry.
-    unsafe {
-        core::arch::asm!(
-            "mov {p}, qword ptr fs:[0]",
-            "add {p}, qword ptr [rip + my_alloc_tcache_slot@GOTTPOFF]",
-            p = out(reg) p,
-            options(nostack, readonly, pure),
-        );
-    }
-    p as *mut usize
-}
-
-/// This thread's cache, or null when it has none (yet, or any more).
-#[inline(always)]
-pub fn current() -> *mut ThreadCache {
-    if !THREAD_SAFE || !cfg!(target_arch = "x86_64") {
-        return core::ptr::null_mut();
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the slot is this thread's own word.
-        let v = unsafe { *slot() };
-        if v > DISABLED {
-            return v as *mut ThreadCache;
-        }
-    }
-    core::ptr::null_mut()
 }
 
 impl ThreadCache {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        let mut bins = [const { Bin::new(0) }; NUM_QUICK];
+        let mut c = 0;
+        while c < NUM_QUICK {
+            bins[c].max = bin_capacity(QUICK_SIZE[c] as usize);
+            c += 1;
+        }
+        ThreadCache { bins, slow_events: 0 }
+    }
+
     /// The bin of quick class `c`, without a bounds check on the hot paths.
     #[inline(always)]
     fn bin(&mut self, c: usize) -> &mut Bin {
@@ -155,14 +110,13 @@ impl ThreadCache {
 
     /// Pops a block of quick class `c`, or returns 0 when the bin is empty.
     #[inline(always)]
-    pub fn pop(&mut self, c: usize) -> usize {
+    pub fn pop<S: Source>(&mut self, heap: &Heap<S>, c: usize) -> usize {
         let bin = self.bin(c);
         let p = bin.head;
         if p == 0 {
             return 0;
         }
-        let secret = HEAP.secret();
-        let next = HEAP.next_quick(p, secret);
+        let next = heap.next_quick(p, heap.secret());
         block::prefetch(next);
         bin.head = next;
         bin.count -= 1;
@@ -175,13 +129,13 @@ impl ThreadCache {
     /// Pushes the live block `p` (header `h`, quick class `c`). Returns false when the bin is
     /// full (the caller flushes and retries).
     #[inline(always)]
-    pub fn push(&mut self, c: usize, p: usize, h: u64) -> bool {
+    pub fn push<S: Source>(&mut self, heap: &Heap<S>, c: usize, p: usize, h: u64) -> bool {
         let bin = self.bin(c);
         if bin.count >= bin.max {
             return false;
         }
         debug_assert_eq!(block::state_of(h), block::IN_USE);
-        let secret = HEAP.secret();
+        let secret = heap.secret();
         // SAFETY: the caller validated p as a live block it owns; it becomes QUICK in this cache.
         unsafe {
             *(p as *mut usize) = block::encode_link(p, bin.head, secret);
@@ -195,15 +149,41 @@ impl ThreadCache {
         true
     }
 
+    /// Allocates `n` bytes: a pop, else a refill for quick classes; the heap for the rest.
+    pub fn malloc<S: Source>(&mut self, heap: &Heap<S>, n: usize) -> Option<usize> {
+        match quick_class_of_request(n) {
+            Some(c) => match self.pop(heap, c) {
+                0 => Some(self.refill_and_pop(heap, c)).filter(|&p| p != 0),
+                p => Some(p),
+            },
+            None => heap.malloc(n),
+        }
+    }
+
+    /// Frees the live block `p` whose header `h` the heap validated: a push, flushing the bin
+    /// first when it is full; blocks of no quick class go to the heap.
+    pub fn free<S: Source>(&mut self, heap: &Heap<S>, p: usize, h: u64) {
+        if let Some(c) = quick_class_of_block(block::size_of(h)) {
+            if self.push(heap, c, p, h) {
+                return;
+            }
+            self.flush_full(heap, c);
+            if self.push(heap, c, p, h) {
+                return;
+            }
+        }
+        heap.free_validated(p, h);
+    }
+
     /// Refills bin `c` with half its capacity and pops one block; 0 if memory is exhausted.
     #[cold]
-    pub fn refill_and_pop(&mut self, c: usize) -> usize {
+    pub fn refill_and_pop<S: Source>(&mut self, heap: &Heap<S>, c: usize) -> usize {
         // Collect first: the collection may empty any bin, this one included.
-        self.note_slow_event();
+        self.note_slow_event(heap);
         let bin = &mut self.bins[c];
         let want = (bin.max as usize / 2).max(1);
         // A chain another bin flushed fits this one whole: one step, no walk.
-        let (head, tail, n) = HEAP.refill(c, want, bin.max as usize);
+        let (head, tail, n) = heap.refill(c, want, bin.max as usize);
         if n == 0 {
             return 0;
         }
@@ -212,13 +192,13 @@ impl ThreadCache {
         bin.count = n as u32;
         bump(&bin.refills, 1);
         bump(&bin.refilled, n as u64);
-        self.pop(c)
+        self.pop(heap, c)
     }
 
     /// Counts a refill or flush; every `CACHE_GC_EVENTS` of them, gives back the bins this thread
     /// has not allocated from since the last time, so that blocks of classes it no longer uses do
     /// not pin memory. (Costs the hot paths nothing: it reads the pop counters they keep.)
-    fn note_slow_event(&mut self) {
+    fn note_slow_event<S: Source>(&mut self, heap: &Heap<S>) {
         self.slow_events += 1;
         if self.slow_events < CACHE_GC_EVENTS {
             return;
@@ -227,7 +207,7 @@ impl ThreadCache {
         for c in 0..NUM_QUICK {
             let pops = self.bins[c].pops.load(Ordering::Relaxed);
             if pops == self.bins[c].pops_at_gc && self.bins[c].count > 0 {
-                self.flush_all(c);
+                self.flush_all(heap, c);
             }
             self.bins[c].pops_at_gc = pops;
         }
@@ -235,21 +215,21 @@ impl ThreadCache {
 
     /// Flushes the full bin `c` (a `free` found no room), counting the event for collection.
     #[cold]
-    pub fn flush_full(&mut self, c: usize) {
-        self.note_slow_event();
-        self.flush_all(c);
+    pub fn flush_full<S: Source>(&mut self, heap: &Heap<S>, c: usize) {
+        self.note_slow_event(heap);
+        self.flush_all(heap, c);
     }
 
     /// Moves all of bin `c` to the heap's quick list, in one splice (the bin knows its tail).
     /// The next allocation of the class refills from the quick list's head: the same, still
     /// warm blocks.
     #[cold]
-    pub fn flush_all(&mut self, c: usize) {
+    pub fn flush_all<S: Source>(&mut self, heap: &Heap<S>, c: usize) {
         let bin = &mut self.bins[c];
         if bin.count == 0 {
             return;
         }
-        HEAP.flush(c, bin.head, bin.tail, bin.count as usize);
+        heap.flush(c, bin.head, bin.tail, bin.count as usize);
         bump(&bin.flushed, bin.count as u64);
         bin.head = 0;
         bin.count = 0;
@@ -261,156 +241,32 @@ impl ThreadCache {
     }
 
     /// Gives every cached block back to the heap.
-    pub fn flush_everything(&mut self) {
+    pub fn flush_everything<S: Source>(&mut self, heap: &Heap<S>) {
         for c in 0..NUM_QUICK {
-            self.flush_all(c);
+            self.flush_all(heap, c);
         }
     }
 }
 
-/// Capacity of a cache bin for blocks of `size` bytes.
-const fn bin_capacity(size: usize) -> u32 {
-    let n = CACHE_BYTES_PER_CLASS / size;
-    let n = if n < CACHE_MIN_BLOCKS { CACHE_MIN_BLOCKS } else { n };
-    (if n > CACHE_MAX_BLOCKS { CACHE_MAX_BLOCKS } else { n }) as u32
-}
-
-/// This thread's cache, creating it if the thread has none yet; null when caching is off for
-/// this thread (single-threaded build, being torn down, out of memory).
-#[cold]
-pub fn current_or_create() -> *mut ThreadCache {
-    let tc = current();
-    if !tc.is_null() || !THREAD_SAFE || !cfg!(target_arch = "x86_64") {
-        return tc;
-    }
-    crate::global::ensure_initialised();
-    if crate::options::CHECK.load(Ordering::Relaxed) {
-        return core::ptr::null_mut(); // checking mode sees every call: no caches
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let s = slot();
-        // SAFETY: the slot is this thread's own word.
-        if unsafe { *s } == DISABLED {
-            return core::ptr::null_mut();
-        }
-        // Anything that allocates from here on (pthread_setspecific for a high key) is served by
-        // the heap directly.
-        // SAFETY: as above.
-        unsafe { *s = DISABLED };
-        let tc = create();
-        if !tc.is_null() {
-            let key = key();
-            if key != KEY_FAILED {
-                // SAFETY: the key exists; the value is this thread's cache.
-                unsafe { libc::pthread_setspecific(key, tc.cast()) };
-            }
-            // SAFETY: as above.
-            unsafe { *s = tc as usize };
-        }
-        return tc;
-    }
-    #[allow(unreachable_code)]
-    core::ptr::null_mut()
-}
-
-fn key() -> u32 {
-    let k = KEY.load(Ordering::Acquire);
-    if k != KEY_UNSET {
-        return k;
-    }
-    let _pool = POOL.lock();
-    let k = KEY.load(Ordering::Acquire);
-    if k != KEY_UNSET {
-        return k;
-    }
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: creates a key; `teardown` has the destructor signature pthread expects.
-    let ok = unsafe { libc::pthread_key_create(&mut key, Some(teardown)) } == 0;
-    let k = if ok { key } else { KEY_FAILED };
-    KEY.store(k, Ordering::Release);
-    k
-}
-
-/// A cache from the parked ones, or carved from a fresh mapping.
-fn create() -> *mut ThreadCache {
-    let mut pool = POOL.lock();
-    let tc = if !pool.parked.is_null() {
-        let tc = pool.parked;
-        // SAFETY: parked caches are live and owned by the pool.
-        pool.parked = unsafe { (*tc).parked_next };
-        tc
-    } else {
-        let size = core::mem::size_of::<ThreadCache>().next_multiple_of(64);
-        if pool.spare_len < size {
-            let chunk = (16 * size).next_multiple_of(PAGE);
-            let Some(m) = HEAP.source().map(chunk) else { return core::ptr::null_mut() };
-            pool.spare = m;
-            pool.spare_len = chunk;
-        }
-        let tc = pool.spare as *mut ThreadCache;
-        pool.spare += size;
-        pool.spare_len -= size;
-        // SAFETY: fresh zeroed memory, big enough and aligned for a ThreadCache.
-        unsafe {
-            for c in 0..NUM_QUICK {
-                (*tc).bins[c].max = bin_capacity(QUICK_SIZE[c] as usize);
-            }
-        }
-        // Registry: push once, never removed.
-        let mut head = REGISTRY.load(Ordering::Acquire);
-        loop {
-            // SAFETY: tc is ours until published.
-            unsafe { (*tc).registry_next = head };
-            match REGISTRY.compare_exchange(head, tc, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(h) => head = h,
-            }
-        }
-        tc
-    };
-    drop(pool);
-    tc
-}
-
-/// The key's destructor: runs at thread exit with the thread's cache.
-unsafe extern "C" fn teardown(value: *mut libc::c_void) {
-    let tc = value as *mut ThreadCache;
-    #[cfg(target_arch = "x86_64")]
-    {
-        // Later destructors that allocate or free use the heap directly.
-        // SAFETY: the slot is this thread's own word.
-        unsafe { *slot() = DISABLED };
-    }
-    // SAFETY: the cache belonged to this thread, which no longer uses it.
-    unsafe { (*tc).flush_everything() };
-    let mut pool = POOL.lock();
-    // SAFETY: the cache is parked: owned by the pool from now on.
-    unsafe { (*tc).parked_next = pool.parked };
-    pool.parked = tc;
-}
-
-/// Calls `f` on every cache ever created (live or parked), without locking.
-pub fn for_each_cache(mut f: impl FnMut(&ThreadCache)) {
-    let mut tc = REGISTRY.load(Ordering::Acquire);
-    while !tc.is_null() {
-        // SAFETY: registry entries are never freed.
-        let r = unsafe { &*tc };
-        f(r);
-        tc = r.registry_next;
+impl Default for ThreadCache {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// Fork support: the pool lock is held across `fork` so the child never sees it mid-update.
-pub fn lock_for_fork() {
-    POOL.lock_for_fork();
+/// A cache and its heap, as the place `Heap::realloc` moves a block to and from.
+pub struct Cached<'a, S: Source> {
+    /// The cache allocations and frees go through.
+    pub cache: &'a mut ThreadCache,
+    /// The heap behind it.
+    pub heap: &'a Heap<S>,
 }
 
-/// Fork support: releases what `lock_for_fork` took, in the parent or the child.
-///
-/// # Safety
-/// Only from the fork handlers, after `lock_for_fork`.
-pub unsafe fn unlock_after_fork() {
-    // SAFETY: forwarded from the caller.
-    unsafe { POOL.unlock_after_fork() };
+impl<S: Source> Mover for Cached<'_, S> {
+    fn allocate(&mut self, n: usize) -> Option<usize> {
+        self.cache.malloc(self.heap, n)
+    }
+    fn release(&mut self, p: usize, h: u64) {
+        self.cache.free(self.heap, p, h)
+    }
 }

@@ -326,8 +326,8 @@ impl Core {
             if size >= need && (size < best_size || (size == best_size && b < best)) {
                 (best, best_size) = (b, size);
                 // Small requests (refills of quick classes) take the first fit: searching
-                // further cost CPython 1.5% of its instructions, and their remainders go back
-                // to the bins anyway.
+                // further costs more than it saves, and their remainders go back to the bins
+                // anyway.
                 if size == need || need <= QUICK_MAX_BLOCK {
                     break;
                 }

@@ -15,6 +15,7 @@ use core::sync::atomic::Ordering;
 
 use crate::block::{self, CHECKED, FENCE, FREE, HEADER, IN_USE, MAPPED, PREV_FREE, QUICK};
 use crate::config::{GRAIN, MIN_BLOCK, NUM_CLASSES, WORD};
+use crate::diag::fatal_invariant;
 use crate::size_class::{class_of, NUM_QUICK, QUICK_SIZE};
 use crate::source::Source;
 
@@ -44,7 +45,35 @@ pub struct HeapReport {
     pub top_bytes: usize,
 }
 
+/// Runs the invariant check when dropped, in debug builds: an entry point that starts with
+/// `let _check = self.check_on_exit();` has the whole heap verified after each call, once the
+/// locks it took are released. Release builds compile it to nothing.
+pub(super) struct CheckOnExit<'a, S: Source>(&'a Heap<S>);
+
+impl<S: Source> Drop for CheckOnExit<'_, S> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        // A test that expects a diagnosis unwinds through here: its heap is broken on purpose.
+        #[cfg(test)]
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(what) = self.0.check() {
+            fatal_invariant(what);
+        }
+    }
+}
+
 impl<S: Source> Heap<S> {
+    /// See [`CheckOnExit`].
+    #[inline(always)]
+    pub(super) fn check_on_exit(&self) -> CheckOnExit<'_, S> {
+        CheckOnExit(self)
+    }
+
     /// Verifies every invariant of the heap (see the module's documentation) and counts what it
     /// saw. Takes every lock; blocks held by thread caches count as `QUICK` blocks in segments.
     pub fn check(&self) -> Result<HeapReport, &'static str> {

@@ -15,6 +15,7 @@ use crate::diag::fatal;
 use crate::size_class::block_size;
 use crate::source::Source;
 
+use super::resize::Resized;
 use super::Heap;
 
 /// The word before a mapped block's header: the user pointer's offset from the mapping's start.
@@ -116,25 +117,23 @@ impl<S: Source> Heap<S> {
         self.note_os_returned(len);
     }
 
-    pub(super) fn realloc_large(&self, p: usize, h: u64, n: usize) -> Option<usize> {
+    /// Resizes the mapped block at `p` (header `h`) to `n` bytes with `mremap` when it can; a
+    /// block shrunk well below the threshold (or that `mremap` cannot grow) must move.
+    pub(super) fn resize_mapped(&self, p: usize, h: u64, n: usize) -> Resized {
         let (base, len) = self.mapping_of(p, h, "realloc");
         let offset = p - base;
-        let usable = len - offset;
-        let need = block_size(n)?;
+        let Some(need) = block_size(n) else { return Resized::NoMemory };
         if need < self.mmap_threshold() / 2 {
-            // Shrunk well below the threshold: move it into the heap.
-            let q = self.malloc(n)?;
-            // SAFETY: both blocks are live and distinct.
-            unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, n.min(usable)) };
-            self.unmap_large(p, h);
-            return Some(q);
+            return Resized::MustMove; // shrunk well below the threshold: into the heap
         }
-        let new_len = n.checked_add(offset)?.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let Some(new_len) = n.checked_add(offset).and_then(|l| l.checked_add(PAGE - 1)).map(|l| l & !(PAGE - 1)) else {
+            return Resized::NoMemory;
+        };
         if new_len >= block::SIZE_LIMIT {
-            return None;
+            return Resized::NoMemory;
         }
         if new_len == len {
-            return Some(p);
+            return Resized::Done(p);
         }
         let secret = self.secret();
         if offset == MAPPED_OFFSET {
@@ -155,16 +154,9 @@ impl<S: Source> Heap<S> {
                 if new_len >= len + RESIDENT_CHECK_MIN {
                     self.with_core(|core| self.keep_resident_within_budget(core));
                 }
-                return Some(q);
+                return Resized::Done(q);
             }
         }
-        if new_len < len {
-            return Some(p);
-        }
-        let q = self.malloc(n)?;
-        // SAFETY: both blocks are live and distinct.
-        unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, usable.min(n)) };
-        self.unmap_large(p, h);
-        Some(q)
+        if new_len < len { Resized::Done(p) } else { Resized::MustMove }
     }
 }

@@ -42,7 +42,7 @@ mod segment;
 mod validate;
 
 pub use check::HeapReport;
-pub use resize::Resized;
+pub use resize::{Mover, Reallocated};
 
 use bins::Core;
 use mapped::{MAPPED_PREFIX, PREFIX_CHECKED, RECENT_UNMAPPED};
@@ -252,6 +252,7 @@ impl<S: Source> Heap<S> {
 
     /// Allocates `n` bytes; `None` when the request is impossible or memory is exhausted.
     pub fn malloc(&self, n: usize) -> Option<usize> {
+        let _check = self.check_on_exit();
         if let Some(c) = quick_class_of_request(n) {
             return self.malloc_quick(c);
         }
@@ -288,6 +289,7 @@ impl<S: Source> Heap<S> {
 
     /// Frees the live block at `p` whose header `validate` returned.
     pub fn free_validated(&self, p: usize, h: u64) {
+        let _check = self.check_on_exit();
         if h & MAPPED != 0 {
             return self.unmap_large(p, h);
         }
@@ -321,6 +323,7 @@ impl<S: Source> Heap<S> {
 
     /// Allocates `n` bytes aligned to `align` (a power of two).
     pub fn memalign(&self, align: usize, n: usize) -> Option<usize> {
+        let _check = self.check_on_exit();
         if align <= ALIGNMENT {
             return self.malloc(n);
         }
@@ -391,6 +394,7 @@ impl<S: Source> Heap<S> {
     /// Consolidates the quick lists and gives the top's excess above `pad` back to the source.
     /// Returns whether any memory went back.
     pub fn trim(&self, pad: usize) -> bool {
+        let _check = self.check_on_exit();
         self.with_core(|core| {
             // SAFETY: under the heap lock.
             unsafe { self.consolidate(core) };

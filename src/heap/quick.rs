@@ -50,6 +50,7 @@ impl<S: Source> Heap<S> {
     /// `whole` blocks): from the quick list, else freshly carved. Returns the chain's first and last
     /// user pointers (links encoded, last link 0) and its length.
     pub fn refill(&self, c: usize, max: usize, whole: usize) -> (usize, usize, usize) {
+        let _check = self.check_on_exit();
         let secret = self.secret();
         {
             let mut q = self.quick[c].lock();
@@ -126,6 +127,7 @@ impl<S: Source> Heap<S> {
     /// Gives a chain of `n` `QUICK` blocks of class `c` (first `head`, last `tail`) to the quick
     /// list.
     pub fn flush(&self, c: usize, head: usize, tail: usize, n: usize) {
+        let _check = self.check_on_exit();
         let secret = self.secret();
         let mut q = self.quick[c].lock();
         // SAFETY: the chain's blocks are QUICK blocks of class c the caller owned.
@@ -162,6 +164,9 @@ impl<S: Source> Heap<S> {
     }
 
     /// Moves every quick list's blocks into the coalesced free lists.
+    ///
+    /// # Safety
+    /// `core` is this heap's state, locked by the caller, who holds no quick-list lock.
     pub(super) unsafe fn consolidate(&self, core: &mut Core) {
         let secret = core.secret;
         self.carved_since_consolidation.store(0, Ordering::Relaxed);

@@ -9,8 +9,37 @@ use crate::source::Source;
 
 use super::Heap;
 
+/// Where a block that must move goes, and where the old one returns: the heap itself, or a thread
+/// cache in front of it (the C surface's `realloc` moves blocks through the caller's cache).
+pub trait Mover {
+    /// Allocates `n` bytes; `None` when the request is impossible or memory is exhausted.
+    fn allocate(&mut self, n: usize) -> Option<usize>;
+    /// Frees the live block `p`, whose header `h` the heap validated.
+    fn release(&mut self, p: usize, h: u64);
+}
+
+impl<S: Source> Mover for &Heap<S> {
+    fn allocate(&mut self, n: usize) -> Option<usize> {
+        self.malloc(n)
+    }
+    fn release(&mut self, p: usize, h: u64) {
+        self.free_validated(p, h)
+    }
+}
+
+/// What [`Heap::realloc`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reallocated {
+    /// The block was resized where it is (a mapped block may have moved with `mremap`): it is
+    /// now at this address, with no allocation or free on the way.
+    InPlace(usize),
+    /// The contents moved to a new block, allocated through the mover, and the old block was
+    /// freed through it.
+    Moved(usize),
+}
+
 /// What [`Heap::resize_in_place`] managed.
-pub enum Resized {
+pub(super) enum Resized {
     /// Resized; the block is now at this address.
     Done(usize),
     /// The caller must allocate, copy and free; for a shrink, keep the block if that allocation
@@ -22,13 +51,10 @@ pub enum Resized {
 
 impl<S: Source> Heap<S> {
     /// Resizes the live block at `p` (header `h`) to `n > 0` bytes without moving it, if it can.
-    /// Mapped blocks may move (with `mremap`, or into the heap when they shrink far).
-    pub fn resize_in_place(&self, p: usize, h: u64, n: usize) -> Resized {
+    /// Mapped blocks may move with `mremap`.
+    fn resize_in_place(&self, p: usize, h: u64, n: usize) -> Resized {
         if h & MAPPED != 0 {
-            return match self.realloc_large(p, h, n) {
-                Some(q) => Resized::Done(q),
-                None => Resized::NoMemory,
-            };
+            return self.resize_mapped(p, h, n);
         }
         let size = block::size_of(h);
         let Some(need) = alloc_block_size(n) else { return Resized::NoMemory };
@@ -38,8 +64,8 @@ impl<S: Source> Heap<S> {
                 // A small block keeps moderate slack. One that would halve moves to a block of its
                 // new class instead (thread caches at both ends, no lock), which leaves it whole
                 // for the next request of its class: a program that shrinks a buffer it has filled
-                // (CPython's strings and bytes, 276,000 times on bench/pyload.py) asks for such a
-                // buffer again soon, and split tails would only fragment the bins.
+                // (interpreters' strings and bytes) asks for such a buffer again soon, and split
+                // tails would only fragment the bins.
                 return if need <= size / 2 && size - need >= MIN_BLOCK { Resized::MustMove } else { Resized::Done(p) };
             }
             if size - need >= MIN_BLOCK {
@@ -83,23 +109,24 @@ impl<S: Source> Heap<S> {
         Resized::MustMove
     }
 
-    /// Resizes the live block at `p` to `n > 0` bytes: in place when it can, by moving otherwise.
-    /// `None` (and the block untouched) when memory is exhausted or `n` impossible.
-    pub fn realloc(&self, p: usize, n: usize) -> Option<usize> {
-        let h = self.validate(p, "realloc");
+    /// Resizes the live block at `p` (header `h`, from `validate`) to `n > 0` bytes: in place
+    /// when it can, else by moving it through `via` (allocate, copy, free). `None`, and the block
+    /// untouched, when memory is exhausted or `n` is impossible; a shrink never fails (a block
+    /// that finds no smaller home keeps its own).
+    pub fn realloc<M: Mover>(&self, p: usize, h: u64, n: usize, via: &mut M) -> Option<Reallocated> {
+        let _check = self.check_on_exit();
         match self.resize_in_place(p, h, n) {
-            Resized::Done(q) => Some(q),
+            Resized::Done(q) => Some(Reallocated::InPlace(q)),
             Resized::NoMemory => None,
             Resized::MustMove => {
-                let old = self.usable_size(p);
-                let Some(q) = self.malloc(n) else {
-                    // A shrink that found no smaller block keeps its own: it never fails.
-                    return if n <= old { Some(p) } else { None };
+                let old = self.usable_of(p, h);
+                let Some(q) = via.allocate(n) else {
+                    return if n <= old { Some(Reallocated::InPlace(p)) } else { None };
                 };
-                // SAFETY: both blocks are live and distinct.
+                // SAFETY: both blocks are live and distinct; `old` bytes are readable at p.
                 unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
-                self.free_validated(p, h);
-                Some(q)
+                via.release(p, h);
+                Some(Reallocated::Moved(q))
             }
         }
     }

@@ -1,0 +1,63 @@
+//! What happens around `main`: the constructor, `fork`, and exit.
+//!
+//! The constructor registers the fork handlers (which must exist before any fork) and the exit
+//! handlers, and opens the profile; malloc calls made by ld.so and other constructors before it
+//! work the same (see `global.rs`). Exit handlers are registered here, not inside malloc:
+//! `atexit` takes a libc lock.
+
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use crate::global::{ensure_initialised, HEAP};
+use crate::{options, os, profile, stats, thread};
+
+extern "C" fn fork_prepare() {
+    thread::lock_for_fork();
+    HEAP.lock_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: fork_prepare took these locks in this thread.
+    unsafe {
+        HEAP.unlock_after_fork();
+        thread::unlock_after_fork();
+    }
+}
+
+extern "C" fn fork_child() {
+    // SAFETY: the child has one thread, this one; it took the locks before forking.
+    unsafe {
+        HEAP.unlock_after_fork();
+        thread::unlock_after_fork();
+    }
+    profile::forget_in_child();
+}
+
+/// Where the exit statistics go: a private copy of stderr taken at start-up, because programs
+/// may close their stderr before our exit handler runs (coreutils do).
+static STATS_FD: AtomicI32 = AtomicI32::new(2);
+
+extern "C" fn print_stats_at_exit() {
+    stats::print_summary(STATS_FD.load(Ordering::Relaxed));
+}
+
+extern "C" fn finish_profile_at_exit() {
+    profile::finish();
+}
+
+/// Runs when the library is loaded (before `main` when preloaded or linked).
+#[ctor::ctor(unsafe)]
+fn init() {
+    os::at_fork(fork_prepare, fork_parent, fork_child);
+    ensure_initialised();
+    if profile::start() {
+        os::at_exit(finish_profile_at_exit);
+    }
+    if options::STATS.load(Ordering::Relaxed) {
+        if let Some(fd) = os::dup_cloexec(2) {
+            STATS_FD.store(fd, Ordering::Relaxed);
+        }
+        // Registered last, so it runs first: the table precedes the profile's end (both read
+        // the same counters).
+        os::at_exit(print_stats_at_exit);
+    }
+}
