@@ -17,7 +17,11 @@ BENCH_CC     ?= cc
 BENCH_CFLAGS := -O2 -fno-builtin -pthread -Wall -Wextra
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_ARGS   ?=
-BENCH_PROGS  := churn server prodcons growth mixed large rss_return fragment realloc_big hotpath spawn
+BENCH_CXX    ?= g++
+BENCH_CXXFLAGS := -O2 -fno-builtin -fsized-deallocation -pthread -Wall -Wextra
+BENCH_PROGS  := churn server prodcons growth mixed large rss_return fragment realloc_big hotpath spawn \
+                larson larson_sized bench_malloc_thread bench_malloc_simple alloc_test mstress xmalloc \
+                cache_thrash cache_scratch malloc_large
 
 # Keep the includer's default goal: targets defined here must not become `make`'s default.
 _bench_saved_goal := $(.DEFAULT_GOAL)
@@ -29,6 +33,11 @@ bench-progs: $(addprefix $(BENCH_BIN)/,$(BENCH_PROGS))
 $(BENCH_BIN)/%: $(BENCH_DIR)/%.c $(BENCH_DIR)/bench_common.h
 	@mkdir -p $(BENCH_BIN)
 	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $<
+
+# The C++ variant of larson: larson.c with operator new and sized delete.
+$(BENCH_BIN)/larson_sized: $(BENCH_DIR)/larson_sized.cc $(BENCH_DIR)/larson.c $(BENCH_DIR)/bench_common.h
+	@mkdir -p $(BENCH_BIN)
+	$(BENCH_CXX) $(BENCH_CXXFLAGS) -o $@ $<
 
 bench: build bench-progs
 	$(BENCH_PYTHON) $(BENCH_DIR)/run.py $(BENCH_ARGS)
