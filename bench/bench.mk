@@ -1,8 +1,8 @@
 # Benchmarks of my_alloc against glibc, jemalloc, tcmalloc, mimalloc, mimalloc 3 and snmalloc.
 # Included by the top-level Makefile; from the repository root:
 #
-#   make bench             full suite (7 interleaved rounds, 21 for python; 10-12 min on 2 cores)
-#   make bench-quick       smoke test: small sizes, 3 rounds (about 1 min)
+#   make bench             full suite (7 interleaved rounds, 21 for python; roughly 25 min on 2 cores)
+#   make bench-quick       smoke test: small sizes, 3 rounds (2-3 min)
 #   make bench-callgrind   instructions per malloc+free pair on the hot path (valgrind)
 #   make bench-progs       only build the C programs into bench/bin/
 #   make bench-peers       only build the peers that come from crates (mimalloc 3, snmalloc)
