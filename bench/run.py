@@ -1,17 +1,23 @@
 #!/usr/bin/python3
-"""Benchmark runner: my_alloc against glibc, jemalloc, tcmalloc and mimalloc.
+"""Benchmark runner: my_alloc against glibc, jemalloc, tcmalloc, mimalloc 2 and 3, snmalloc.
 
-    /usr/bin/python3 bench/run.py [--quick] [--rounds N] [--only a,b] [--allocators a,b]
+jemalloc, tcmalloc and mimalloc 2 are Debian's; mimalloc 3 and snmalloc are built from the
+sources their crates ship, by bench/peers/build.sh (`make bench-peers`).
+
+    /usr/bin/python3 bench/run.py [--quick] [--rounds N] [--only a,b] [--group g,h] [--allocators a,b]
     (usually through `make bench` / `make bench-quick`, which build bench/bin first)
 
-Each benchmark runs under every allocator, interleaved (A B C D E, A B C D E, ...), so slow
+Each benchmark runs under every allocator, interleaved (A B C ..., A B C ..., ...), so slow
 drifts of a noisy machine hit every allocator alike; absolute times mean little here,
 ratios measured side by side do. Per run: wall time and peak RSS (ru_maxrss of the child,
 both measured by bin/spawn) and any measurements the program prints itself (lines
 "rss_kib|live_kib|ms|count <label> <value>"). Per benchmark and allocator: medians,
-reported as ratios to glibc and to mimalloc, with geometric means across the speed
-benchmarks. The memory programs (rss_return, fragment, realloc_big) run in the same
-interleaved way but get their own "Memory" section and stay out of the geometric means.
+reported as ratios to glibc and to mimalloc, with geometric means. Three groups: our own
+speed suite ("speed"), our programs reproducing the published allocator benchmarks
+("public", section "Public patterns"), each with its own geometric means, plus one combined
+geometric mean over both; and the memory programs (rss_return, fragment, realloc_big), which
+run in the same interleaved way but get their own "Memory" section and stay out of every
+geometric mean.
 
 Writes bench/RESULTS.md, bench/results.svg and bench/results.json (or --out-dir) and
 prints the tables. Standard library only.
@@ -44,12 +50,17 @@ PY = "/usr/bin/python3"
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 MY_ALLOC_LIB = os.path.join(ROOT, "target", "release", "libmy_alloc.so")
 
-# name, library to preload (None = glibc's own malloc), Debian package (for its version).
+# name, library to preload (None = glibc's own malloc), where it comes from: a Debian package
+# (its version from dpkg), or BUILT for the peers that bench/peers/build.sh compiles from the
+# sources their crates ship (their version in a file next to the library, "<lib>.version").
+BUILT = "built"
 ALLOCATORS = [
     ("glibc", None, "libc6"),
     ("jemalloc", LIBDIR + "/libjemalloc.so.2", "libjemalloc2"),
     ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
     ("mimalloc", LIBDIR + "/libmimalloc.so.2", "libmimalloc2.0"),
+    ("mimalloc3", os.path.join(BIN, "libmimalloc3.so"), BUILT),
+    ("snmalloc", os.path.join(BIN, "libsnmalloc.so"), BUILT),
     ("my_alloc", MY_ALLOC_LIB, None),
 ]
 
@@ -76,6 +87,48 @@ BENCHMARKS = [
          # 7 rounds), and its allocator's share of the time is the smallest: three times the
          # rounds, so that its median is as trustworthy as the others'.
          rounds_factor=3),
+    # Public patterns (section "Public patterns"): our own programs written from the published
+    # descriptions of the standard allocator benchmarks (mimalloc-bench, glibc's benchtests,
+    # Hoard's), with their own geometric means. Fixed work, so wall time is the measure.
+    dict(name="larson", group="public", threads=2,
+         desc="Larson server simulation: 2 lineages of 5000 blocks of 8-1000 B, each round by a new thread",
+         cmd=["larson"], full=["2", "80", "100000", "5000", "8", "1000"], quick=["2", "8", "100000", "5000", "8", "1000"]),
+    dict(name="larson_sized", group="public", threads=2,
+         desc="larson in C++: operator new and sized operator delete",
+         cmd=["larson_sized"], full=["2", "80", "100000", "5000", "8", "1000"],
+         quick=["2", "8", "100000", "5000", "8", "1000"]),
+    dict(name="bmt1", group="public", threads=1,
+         desc="glibc bench-malloc-thread, 1 thread: 1024 slots, 4 B-32 KiB inverse-square sizes",
+         cmd=["bench_malloc_thread"], full=["1", "40000000"], quick=["1", "4000000"]),
+    dict(name="bmt2", group="public", threads=2, desc="glibc bench-malloc-thread, 2 threads",
+         cmd=["bench_malloc_thread"], full=["2", "30000000"], quick=["2", "3000000"]),
+    dict(name="bmt4", group="public", threads=4, desc="glibc bench-malloc-thread, 4 threads",
+         cmd=["bench_malloc_thread"], full=["4", "15000000"], quick=["4", "1500000"]),
+    dict(name="bmt64", group="public", threads=64, desc="glibc bench-malloc-thread, 64 threads (oversubscribed)",
+         cmd=["bench_malloc_thread"], full=["64", "1000000"], quick=["64", "100000"]),
+    dict(name="malloc_simple", group="public", threads=2,
+         desc="glibc bench-malloc-simple: batches of 16 B-4 KiB blocks; main thread, 2 threads, main again",
+         cmd=["bench_malloc_simple"], full=["25", "2"], quick=["3", "2"]),
+    dict(name="alloc_test1", group="public", threads=1,
+         desc="alloc-test (OLT): 8 B-1 KiB Pareto sizes, short- and long-lived objects, 1 thread",
+         cmd=["alloc_test"], full=["1", "12000000", "100000"], quick=["1", "1200000", "100000"]),
+    dict(name="alloc_test2", group="public", threads=2, desc="alloc-test (OLT), 2 threads",
+         cmd=["alloc_test"], full=["2", "12000000", "100000"], quick=["2", "1200000", "100000"]),
+    dict(name="mstress", group="public", threads=4,
+         desc="mimalloc stress test: 17 B-4 MiB, live sets growing and shrinking, objects passed between threads",
+         cmd=["mstress"], full=["4", "10", "400000", "2000", "1000"], quick=["4", "2", "200000", "2000", "1000"]),
+    dict(name="xmalloc", group="public", threads=4,
+         desc="xmalloc-test: 2 threads allocate 16-128 B, 2 others free, through a shared list",
+         cmd=["xmalloc"], full=["2", "2", "12000000", "100", "64"], quick=["2", "2", "1200000", "100", "64"]),
+    dict(name="cache_thrash", group="public", threads=2,
+         desc="Hoard cache-thrash: each thread writes its own 8 B objects (active false sharing)",
+         cmd=["cache_thrash"], full=["2", "2500", "8", "100000"], quick=["2", "250", "8", "100000"]),
+    dict(name="cache_scratch", group="public", threads=2,
+         desc="Hoard cache-scratch: threads free neighbouring objects from main, then write their own",
+         cmd=["cache_scratch"], full=["2", "2500", "8", "100000"], quick=["2", "250", "8", "100000"]),
+    dict(name="malloc_large", group="public", threads=1,
+         desc="mimalloc-bench malloc-large: 5-25 MiB blocks, every page written, 4 live",
+         cmd=["malloc_large"], full=["600", "4"], quick=["60", "4"]),
     # Memory programs (section "Memory" of RESULTS.md, not in the geometric means). The two
     # phases of rss_return run as separate processes, so that memory one phase keeps cannot
     # be reused by (and hide in) the other. Each run sleeps 1 s by design: max_rounds caps them.
@@ -101,8 +154,18 @@ SCRUB_PREFIXES = ("LD_PRELOAD", "MALLOC_", "GLIBC_TUNABLES", "MIMALLOC_", "TCMAL
                   "JEMALLOC_", "MY_ALLOC_", "PYTHON")
 
 
+# Benchmark groups, in report order: our own speed suite (benchmarks without a "group"), our
+# programs reproducing the published benchmarks, and the memory programs.
+GROUPS = ("speed", "public", "memory")
+SECTION = {"speed": "Results", "public": "Public patterns", "memory": "Memory"}   # of RESULTS.md
+
+
+def group_of(bench):
+    return bench.get("group", "speed")
+
+
 def is_memory(bench):
-    return bench.get("group") == "memory"
+    return group_of(bench) == "memory"
 
 
 def rounds_of(bench, rounds):
@@ -226,9 +289,16 @@ def machine_info(allocs, lib_snapshot):
         for line in f:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
-    versions = {}
+    versions, built = {}, {}
     for name, lib, pkg in ALLOCATORS:
-        if pkg:
+        if pkg == BUILT:
+            if name in allocs:
+                try:
+                    with open(lib + ".version") as f:
+                        built[name] = f.read().strip()
+                except OSError:
+                    built[name] = "version unknown"
+        elif pkg:
             versions[name] = sh(["dpkg-query", "-W", "-f=${Version}", pkg]) or "not installed"
     commit = sh(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
     dirty = sh(["git", "status", "--porcelain", "--", "src", "build.rs", "Cargo.toml", "Cargo.lock"])
@@ -239,7 +309,7 @@ def machine_info(allocs, lib_snapshot):
         cpu=cpu, cores=os.cpu_count(), mem_gib=round(mem_kib / 2**20, 1),
         kernel=platform.release(), glibc=os.confstr("CS_GNU_LIBC_VERSION"),
         python=sh([PY, "-c", "import platform; print(platform.python_version())"]),
-        versions=versions, my_alloc_commit=commit + (" + uncommitted changes in src" if dirty else ""),
+        versions=versions, built_versions=built, my_alloc_commit=commit + (" + uncommitted changes in src" if dirty else ""),
         my_alloc_lib_sha256=lib_sha, loadavg_start=os.getloadavg()[0],
     )
 
@@ -276,15 +346,24 @@ def summarize(benches, allocs, runs):
                 c["time_vs_" + base] = c["wall"] / bc["wall"] if usable else None
                 c["rss_vs_" + base] = c["rss_kib"] / bc["rss_kib"] if usable else None
         summary[b["name"]] = row
-    geo = {}          # over the speed benchmarks only: the memory ones are reported apart
+    return summary
+
+
+GEO_KEYS = ("time_vs_glibc", "time_vs_mimalloc", "rss_vs_glibc", "rss_vs_mimalloc")
+
+
+def geomeans(benches, allocs, summary):
+    """Per allocator: the geometric mean of each ratio over these benchmarks, and over how many
+    of them it could be taken (key + "_n")."""
+    geo = {}
     for a in allocs:
         g = {}
-        for key in ("time_vs_glibc", "time_vs_mimalloc", "rss_vs_glibc", "rss_vs_mimalloc"):
-            xs = [summary[b["name"]][a][key] for b in benches if not is_memory(b)]
+        for key in GEO_KEYS:
+            xs = [summary[b["name"]][a][key] for b in benches]
             g[key] = geomean(xs)
             g[key + "_n"] = len([x for x in xs if x is not None])
         geo[a] = g
-    return summary, geo
+    return geo
 
 
 def md_table(benches, allocs, summary, geo, cell_fn, geo_key=None):
@@ -312,24 +391,70 @@ def ratio_cell(key):
     return lambda c: "-" if c[key] is None else fmt_ratio(c[key])
 
 
-def tables(benches, allocs, summary, geo, rounds):
-    out = ["The speed suite; its geometric means (\"geomean\" rows) are over these %d benchmarks only. "
-           "The memory programs are in the Memory section below.\n" % len(benches)]
+def tables(benches, allocs, summary, geo, rounds, intro, prefix=""):
+    """The tables of one group of speed benchmarks; prefix starts each heading (e.g.
+    "Public patterns: "), so that the headings of two groups differ."""
+    def heading(text):
+        return "### %s%s\n" % (prefix, text[0].lower() + text[1:] if prefix else text)
+
+    out = [intro]
     more = ["%s %d" % (b["name"], rounds_of(b, rounds)) for b in benches if rounds_of(b, rounds) != rounds]
-    out.append("### Wall time: median of %d rounds%s (spread = (max - min) / median)\n"
-               % (rounds, " (%s)" % ", ".join(more) if more else ""))
+    out.append(heading("Wall time: median of %d rounds%s (spread = (max - min) / median)"
+                       % (rounds, " (%s)" % ", ".join(more) if more else "")))
     out.append(md_table(benches, allocs, summary, geo,
                         lambda c: "%s (%.0f%%)" % (fmt_time(c["wall"]), 100 * c["spread"])
                         if c["spread"] is not None else fmt_time(c["wall"])))
     for base in ("glibc", "mimalloc"):
-        out.append("\n### Wall time ratio to %s (lower is faster)\n" % base)
+        out.append("\n" + heading("Wall time ratio to %s (lower is faster)" % base))
         out.append(md_table(benches, allocs, summary, geo, ratio_cell("time_vs_" + base), "time_vs_" + base))
-    out.append("\n### Peak RSS: median, MiB\n")
+    out.append("\n" + heading("Peak RSS: median, MiB"))
     out.append(md_table(benches, allocs, summary, geo, lambda c: "%.1f" % (c["rss_kib"] / 1024)))
     for base in ("glibc", "mimalloc"):
-        out.append("\n### Peak RSS ratio to %s (lower is smaller)\n" % base)
+        out.append("\n" + heading("Peak RSS ratio to %s (lower is smaller)" % base))
         out.append(md_table(benches, allocs, summary, geo, ratio_cell("rss_vs_" + base), "rss_vs_" + base))
     return "\n".join(out) + "\n"
+
+
+def combined_table(allocs, geo, n):
+    """One row per ratio: its geometric mean over all n speed benchmarks, ours and public."""
+    lines = ["| geometric mean over all %d | %s |" % (n, " | ".join(allocs)),
+             "|---|" + "---:|" * len(allocs)]
+    for key, label in (("time_vs_glibc", "wall time / glibc"), ("time_vs_mimalloc", "wall time / mimalloc"),
+                       ("rss_vs_glibc", "peak RSS / glibc"), ("rss_vs_mimalloc", "peak RSS / mimalloc")):
+        cells = []
+        for a in allocs:
+            g, k = geo[a][key], geo[a][key + "_n"]
+            txt = "-" if g is None else "**%s**" % fmt_ratio(g)
+            if g is not None and k < n:
+                txt += " (%d of %d)" % (k, n)
+            cells.append(txt)
+        lines.append("| %s | %s |" % (label, " | ".join(cells)))
+    return "\n".join(lines) + "\n"
+
+
+def speed_report(ours, public, allocs, summary, geo, rounds):
+    """The markdown of the speed groups: our suite ("Results"), the public patterns, and the
+    geometric means over both. geo holds the geometric means per group: speed, public, all."""
+    out = []
+    if ours:
+        out.append("## Results\n")
+        out.append(tables(ours, allocs, summary, geo["speed"], rounds,
+                          "Our own speed suite; its geometric means (\"geomean\" rows) are over these %d "
+                          "benchmarks only. The public patterns and the memory programs have their own "
+                          "sections below.\n" % len(ours)))
+    if public:
+        out.append("## Public patterns\n")
+        out.append(tables(public, allocs, summary, geo["public"], rounds,
+                          "Our own programs reproducing the patterns of the published allocator benchmarks "
+                          "(mimalloc-bench, glibc's benchtests, Hoard's), from their descriptions; the "
+                          "geometric means here are over these %d only.\n" % len(public),
+                          prefix="Public patterns: "))
+    if ours and public:
+        out.append("## All speed benchmarks\n")
+        out.append("Geometric means over our suite and the public patterns together (%d benchmarks; "
+                   "the memory programs stay out).\n" % (len(ours) + len(public)))
+        out.append(combined_table(allocs, geo["all"], len(ours) + len(public)))
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- memory section
@@ -498,25 +623,36 @@ def memory_tables(benches, allocs, mem, runs, args):
 
 # ----------------------------------------------------------------------------- outputs
 
-def write_svg(path, benches, allocs, summary, geo, info, quick):
+def write_svg(path, ours, public, allocs, summary, geo, info, quick):
+    """Bars for our suite then its geomean, the public patterns then theirs, then the geomean
+    over both (the memory programs are not drawn)."""
     shown = [a for a in allocs if a != "glibc"]          # glibc is the 1.0 line
     colours = [svgchart.COLOURS.get(a, svgchart.PALETTE[i % len(svgchart.PALETTE)]) for i, a in enumerate(shown)]
-    groups = [b["name"] for b in benches] + ["geomean"]
+    segments = []                                        # (benchmarks, label of their geomean, geomeans)
+    if ours:
+        segments.append((ours, "geomean", geo["speed"]))
+    if public:
+        segments.append((public, "geomean public", geo["public"]))
+    if ours and public:
+        segments.append(([], "geomean all", geo["all"]))
+    groups = [b["name"] for seg, label, _ in segments for b in seg + [dict(name=label)]]
 
     def values(key):
         rows = []
-        for b in benches:
-            row = []
-            for a in shown:
-                c = summary[b["name"]][a]
-                row.append(c["failed"] if c["failed"] else c[key])
-            rows.append(row)
-        rows.append([geo[a][key] for a in shown])
+        for seg, _, g in segments:
+            for b in seg:
+                row = []
+                for a in shown:
+                    c = summary[b["name"]][a]
+                    row.append(c["failed"] if c["failed"] else c[key])
+                rows.append(row)
+            rows.append([g[a][key] for a in shown])
         return rows
 
-    w, ph = 1100, 360
+    w, ph = max(1100, 60 + 84 * len(groups)), 360      # room for each group's label
     svg = svgchart.Svg(w, 2 * ph + 110)
-    title = "my_alloc vs glibc, jemalloc, tcmalloc, mimalloc - %s%s" % (info["date"], " (QUICK MODE)" if quick else "")
+    title = "my_alloc vs %s - %s%s" % (", ".join(a for a in allocs if a != "my_alloc"), info["date"],
+                                       " (QUICK MODE)" if quick else "")
     svg.text(w / 2, 26, title, size=18, anchor="middle", weight="bold")
     svg.text(w / 2, 46, "median of interleaved runs, ratio to glibc (log scale): below the 1.0 line is better",
              size=12, anchor="middle", fill="#444")
@@ -531,7 +667,7 @@ def write_svg(path, benches, allocs, summary, geo, info, quick):
         f.write(svg.to_string())
 
 
-def write_markdown(path, benches, allocs, missing, summary, geo, info, args, failures, table_text):
+def write_markdown(path, benches, allocs, missing, info, args, failures, table_text):
     L = []
     L.append("# Allocator benchmark results%s\n" % (" (QUICK MODE: small sizes, few rounds)" if args.quick else ""))
     L.append("Generated by `bench/run.py`%s. Absolute times depend on a noisy 2-core machine; compare the "
@@ -541,6 +677,9 @@ def write_markdown(path, benches, allocs, missing, summary, geo, info, args, fai
     L.append("- kernel: %s; %s; %s %s (python benchmark)" % (info["kernel"], info["glibc"], PY, info["python"]))
     L.append("- peers (Debian packages): " + ", ".join(
         "%s %s" % (k, v) for k, v in info["versions"].items() if k != "glibc"))
+    if info["built_versions"]:
+        L.append("- peers (built from the sources their crates ship, by bench/peers/build.sh): " + ", ".join(
+            "%s %s" % (k, v) for k, v in info["built_versions"].items()))
     L.append("- my_alloc: commit %s, library sha256 %s" % (info["my_alloc_commit"], info["my_alloc_lib_sha256"]))
     L.append("- rounds: %d per allocator per benchmark, interleaved (%s), after one untimed warm-up run under glibc"
              % (args.rounds, " ".join(allocs)))
@@ -554,7 +693,10 @@ def write_markdown(path, benches, allocs, missing, summary, geo, info, args, fai
             ", ".join(b["name"] for b in extra), ", ".join(str(rounds_of(b, args.rounds)) for b in extra)))
     L.append("- load average (1 min): %.2f at start, %.2f at end" % (info["loadavg_start"], info["loadavg_end"]))
     if missing:
-        L.append("- NOT RUN (library not installed): " + ", ".join(missing))
+        source = {name: pkg for name, _, pkg in ALLOCATORS}
+        L.append("- NOT RUN (library not found): " + ", ".join(
+            "%s (%s)" % (m, "not built: `make bench-peers` failed or was not run" if source[m] == BUILT
+                         else "Debian package %s not installed" % source[m]) for m in missing))
     over = [b for b in benches if b["threads"] > info["cores"]]
     if over:
         L.append("- note: %s run%s more threads than the %d cores (%s), on purpose: the allocator's locks "
@@ -565,9 +707,9 @@ def write_markdown(path, benches, allocs, missing, summary, geo, info, args, fai
     L.append("| name | section | threads | what | arguments |")
     L.append("|---|---|---:|---|---|")
     for b in benches:
-        L.append("| %s | %s | %d | %s | `%s` |" % (b["name"], "Memory" if is_memory(b) else "Results", b["threads"],
+        L.append("| %s | %s | %d | %s | `%s` |" % (b["name"], SECTION[group_of(b)], b["threads"],
                                                   b["desc"], " ".join(b["quick"] if args.quick else b["full"])))
-    L.append("\n## Results\n")
+    L.append("")
     L.append(table_text)
     if failures:
         L.append("## Failed runs\n")
@@ -589,6 +731,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes, 3 rounds (for a smoke test)")
     ap.add_argument("--rounds", type=int, help="rounds per allocator (default 7, quick 3; rss_large and rss_small at most 5)")
     ap.add_argument("--only", help="comma-separated benchmark names")
+    ap.add_argument("--group", help="comma-separated groups to run: %s (our speed suite, the public "
+                    "patterns, the memory programs)" % ", ".join(GROUPS))
     ap.add_argument("--allocators", help="comma-separated allocator names")
     ap.add_argument("--my-alloc", default=MY_ALLOC_LIB, help="my_alloc library to test (default: %(default)s)")
     ap.add_argument("--timeout", type=float, help="seconds per run before it is killed (default 120, quick 30)")
@@ -598,11 +742,21 @@ def main():
     timeout = args.timeout or (30.0 if args.quick else 120.0)
 
     benches = BENCHMARKS
+    if args.group:
+        groups = args.group.split(",")
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown:
+            sys.exit("unknown group %s; the groups are: %s" % (", ".join(unknown), ", ".join(GROUPS)))
+        benches = [b for b in benches if group_of(b) in groups]
     if args.only:
         names = args.only.split(",")
-        benches = [b for b in BENCHMARKS if b["name"] in names]
-        if not benches:
-            sys.exit("no benchmark among: " + ", ".join(b["name"] for b in BENCHMARKS))
+        unknown = [n for n in names if n not in [b["name"] for b in BENCHMARKS]]
+        if unknown:
+            sys.exit("unknown benchmark %s; the benchmarks are: %s"
+                     % (", ".join(unknown), ", ".join(b["name"] for b in BENCHMARKS)))
+        benches = [b for b in benches if b["name"] in names]
+    if not benches:
+        sys.exit("no benchmark left to run (--only and --group together select none)")
 
     # Snapshot the library: other people rebuild target/release while we measure, and every
     # run of a benchmark session must use the same bytes.
@@ -613,13 +767,14 @@ def main():
     shutil.copyfile(args.my_alloc, snapshot)
 
     libs, missing = {}, []
-    for name, lib, _ in ALLOCATORS:
+    for name, lib, pkg in ALLOCATORS:
         if args.allocators and name not in args.allocators.split(","):
             continue
         if name == "my_alloc":
             lib = snapshot
         if lib and not os.path.exists(lib):
-            print("%s: %s not found, skipping it (install its Debian package)" % (name, lib))
+            print("%s: %s not found, skipping it (%s)" % (
+                name, lib, "build it: make bench-peers" if pkg == BUILT else "install its Debian package"))
             missing.append(name)
             continue
         libs[name] = lib
@@ -674,10 +829,16 @@ def main():
 
     info["loadavg_end"] = os.getloadavg()[0]
     info["elapsed_s"] = round(time.time() - t_start, 1)
-    summary, geo = summarize(benches, allocs, runs)
-    speed = [b for b in benches if not is_memory(b)]
+    summary = summarize(benches, allocs, runs)
+    ours = [b for b in benches if group_of(b) == "speed"]
+    public = [b for b in benches if group_of(b) == "public"]
+    speed = ours + public
+    # Each group has its own geometric means (ours stay comparable with earlier runs of the
+    # suite), and "all" is over both; the memory programs are in none.
+    geo = dict(speed=geomeans(ours, allocs, summary), public=geomeans(public, allocs, summary),
+               all=geomeans(speed, allocs, summary))
     mem = memory_summary(benches, allocs, runs, summary)
-    table_text = tables(speed, allocs, summary, geo, args.rounds) if speed else ""
+    table_text = speed_report(ours, public, allocs, summary, geo, args.rounds)
     if mem:
         table_text += "\n" + memory_tables(benches, allocs, mem, runs, args)
     print()
@@ -688,9 +849,9 @@ def main():
     md = os.path.join(args.out_dir, "RESULTS.md")
     svg = os.path.join(args.out_dir, "results.svg")
     js = os.path.join(args.out_dir, "results.json")
-    write_markdown(md, benches, allocs, missing, summary, geo, info, args, failures, table_text)
+    write_markdown(md, benches, allocs, missing, info, args, failures, table_text)
     if speed:
-        write_svg(svg, speed, allocs, summary, geo, info, args.quick)     # the speed suite only
+        write_svg(svg, ours, public, allocs, summary, geo, info, args.quick)     # speed groups only
     # Paths inside the repository are written relative to its root, so that the committed
     # results name no particular checkout.
     def rel(path):
@@ -699,12 +860,15 @@ def main():
         json.dump(dict(
             format=1, mode="quick" if args.quick else "full", rounds=args.rounds, info=info,
             allocators={a: rel(libs[a]) for a in allocs}, missing=missing,
-            benchmarks=[dict(name=b["name"], threads=b["threads"], desc=b["desc"], group=b.get("group", "speed"),
+            benchmarks=[dict(name=b["name"], threads=b["threads"], desc=b["desc"], group=group_of(b),
                              rounds=rounds_of(b, args.rounds), argv=[rel(x) for x in argv_of(b, args.quick)],
                              env=b.get("env", {}))
                         for b in benches],
-            reference_checksums=reference, summary=summary, geomean=geo,
-            geomean_over=[b["name"] for b in speed],
+            reference_checksums=reference, summary=summary,
+            # "geomean" is over our own speed suite, as in earlier results files.
+            geomean=geo["speed"], geomean_over=[b["name"] for b in ours],
+            geomean_public=geo["public"], geomean_public_over=[b["name"] for b in public],
+            geomean_all=geo["all"], geomean_all_over=[b["name"] for b in speed],
             memory={n: [{k: v for k, v in row.items() if k != "fmt"} for row in rows] for n, rows in mem.items()},
             runs={b: {a: [{k: v for k, v in r.items() if k != "stderr" or v} for r in rs]
                       for a, rs in per.items()} for b, per in runs.items()},

@@ -128,7 +128,7 @@ def bar_panel(svg, x, y, w, h, title, groups, series, values, colours, ylabel):
             ty = yv - 3 if v >= 1.0 else yv + 10
             svg.text(bx + bw / 2, ty, _fmt_ratio(v), size=8, anchor="middle")
         svg.text(px + g * gw + gw / 2, py + ph + 16, label, size=12, anchor="middle",
-                 weight="bold" if label == "geomean" else "normal")
+                 weight="bold" if label.startswith("geomean") else "normal")
     svg.line(px, y1, px + pw, y1, stroke="#000", width=1.5)
 
 
