@@ -735,6 +735,9 @@ def main():
                     "patterns, the memory programs)" % ", ".join(GROUPS))
     ap.add_argument("--allocators", help="comma-separated allocator names")
     ap.add_argument("--my-alloc", default=MY_ALLOC_LIB, help="my_alloc library to test (default: %(default)s)")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=LIB",
+                    help="another library to run beside the others, e.g. my_alloc before a change "
+                         "(repeatable; copied at the start like my_alloc)")
     ap.add_argument("--timeout", type=float, help="seconds per run before it is killed (default 120, quick 30)")
     ap.add_argument("--out-dir", default=BENCH_DIR, help="where RESULTS.md, results.svg, results.json go")
     args = ap.parse_args()
@@ -778,6 +781,13 @@ def main():
             missing.append(name)
             continue
         libs[name] = lib
+    for spec in args.extra:
+        name, _, lib = spec.partition("=")
+        if not name or not os.path.exists(lib) or name in libs:
+            sys.exit("--extra %s: want NAME=LIB with a new name and an existing library" % spec)
+        copy = os.path.join(BIN, "lib%s.snapshot.so" % name)
+        shutil.copyfile(lib, copy)
+        libs[name] = copy
     allocs = list(libs)
     if "glibc" not in allocs:
         sys.exit("glibc must be among the allocators: it is the baseline")

@@ -31,14 +31,20 @@ fn alloc(n: usize) -> *mut c_void {
             }
         }
     }
-    or_enomem(alloc_slow(n))
+    alloc_slow(n)
 }
 
-/// Every allocation that missed the hot path (`None`: impossible, or memory exhausted; errno is
-/// the caller's to set).
+/// Every allocation that missed the hot path: NULL with `errno = ENOMEM` when the request is
+/// impossible or memory is exhausted. (It returns the C result itself, so that the hot path
+/// ends in a jump here, with no frame of its own.)
 #[cold]
 #[inline(never)]
-fn alloc_slow(n: usize) -> Option<usize> {
+fn alloc_slow(n: usize) -> *mut c_void {
+    or_enomem(alloc_slow_inner(n))
+}
+
+#[inline(always)]
+fn alloc_slow_inner(n: usize) -> Option<usize> {
     global::ensure_initialised();
     profile::maybe_sample();
     if checked::enabled() {
