@@ -9,8 +9,8 @@ use core::ffi::{c_int, c_void};
 
 use crate::block::{self, MAPPED};
 use crate::config::{ALIGNMENT, PAGE};
-use crate::global::HEAP;
-use crate::heap::{Mover, Reallocated};
+use crate::heap::{Heap, Mover, Reallocated, Usage};
+use crate::os::OsSource;
 use crate::os::{errno, set_errno};
 use crate::size_class::{quick_class_of_block, quick_class_of_request};
 use crate::{checked, global, profile, stats, thread};
@@ -22,10 +22,10 @@ use crate::{checked, global, profile, stats, thread};
 #[inline(always)]
 fn alloc(n: usize) -> *mut c_void {
     if let Some(c) = quick_class_of_request(n) {
-        let tc = thread::cache();
-        if !tc.is_null() {
-            // SAFETY: a non-null cache() is this thread's own cache.
-            let p = unsafe { (*tc).pop(&HEAP, c) };
+        let t = thread::state();
+        if !t.is_null() {
+            // SAFETY: a non-null state() is this thread's own.
+            let p = unsafe { (*t).cache.pop((*t).heap, c) };
             if p != 0 {
                 return p as *mut c_void;
             }
@@ -50,12 +50,12 @@ fn alloc_slow_inner(n: usize) -> Option<usize> {
     if checked::enabled() {
         return uncached(checked::alloc(n, ALIGNMENT));
     }
-    let tc = if quick_class_of_request(n).is_some() { thread::cache_or_create() } else { core::ptr::null_mut() };
-    if tc.is_null() {
-        return uncached(HEAP.malloc(n));
+    let t = thread::state_or_create();
+    if t.is_null() {
+        return uncached(global::main_heap().malloc(n));
     }
-    // SAFETY: this thread's own cache.
-    unsafe { (*tc).malloc(&HEAP, n) }
+    // SAFETY: this thread's own state.
+    unsafe { (*t).cache.malloc((*t).heap, n) }
 }
 
 /// Counts an allocation that bypassed the thread caches.
@@ -79,50 +79,57 @@ fn or_enomem(p: Option<usize>) -> *mut c_void {
     }
 }
 
-/// Frees `p` on behalf of `func` (named in diagnostics): a thread-cache push when there is room.
+/// Frees `p` on behalf of `func` (named in diagnostics): a push onto this thread's cache when the
+/// block is a live block of its arena's growable segment and the bin has room; everything else
+/// (other arenas' blocks, mapped blocks, a full bin, any misuse) goes to the slow path, which
+/// judges.
 #[inline(always)]
 fn dealloc(p: *mut c_void, func: &str) {
     if p.is_null() {
         return;
     }
     let p = p as usize;
-    let h = HEAP.validate(p, func);
-    dealloc_validated(p, h, func)
-}
-
-#[inline(always)]
-fn dealloc_validated(p: usize, h: u64, func: &str) {
-    // Mapped blocks are never of a quick size, so they always take the slow path.
-    if let Some(c) = quick_class_of_block(block::size_of(h)) {
-        let tc = thread::cache();
-        // SAFETY: a non-null cache() is this thread's own cache; p is a live block.
-        if !tc.is_null() && unsafe { (*tc).push(&HEAP, c, p, h) } {
-            return;
+    let t = thread::state();
+    if !t.is_null() {
+        // SAFETY: a non-null state() is this thread's own.
+        let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
+        if let Some(h) = heap.validate_local(p) {
+            if let Some(c) = quick_class_of_block(block::size_of(h)) {
+                if tc.push(heap, c, p, h) {
+                    return;
+                }
+            }
         }
     }
-    dealloc_slow(p, h, func)
+    dealloc_slow(p, func)
 }
 
 #[cold]
 #[inline(never)]
-fn dealloc_slow(p: usize, h: u64, func: &str) {
+fn dealloc_slow(p: usize, func: &str) {
     let saved = errno();
+    let heap = global::owner_of(p, func);
+    let h = heap.validate(p, func);
+    release(heap, p, h, func);
+    set_errno(saved);
+}
+
+/// Frees the live block `p` of `heap` (header `h`, which it validated): through this thread's
+/// cache when it has one, towards the block's own arena.
+fn release(heap: &'static Heap<OsSource>, p: usize, h: u64, func: &str) {
     global::ensure_initialised();
     profile::maybe_sample();
     if checked::enabled() {
         stats::note_uncached_free(h);
-        checked::free(p, h, func);
-    } else {
-        let tc = if quick_class_of_block(block::size_of(h)).is_some() { thread::cache_or_create() } else { core::ptr::null_mut() };
-        if tc.is_null() {
-            stats::note_uncached_free(h);
-            HEAP.free_validated(p, h);
-        } else {
-            // SAFETY: this thread's own cache.
-            unsafe { (*tc).free(&HEAP, p, h) };
-        }
+        return checked::free(heap, p, h, func);
     }
-    set_errno(saved);
+    let t = thread::state_or_create();
+    if t.is_null() {
+        stats::note_uncached_free(h);
+        return heap.free_validated(p, h);
+    }
+    // SAFETY: this thread's own state.
+    unsafe { (*t).cache.free_to((*t).heap, heap, p, h) }
 }
 
 /// The C surface as the place `realloc` moves blocks to and from: this thread's cache, as
@@ -131,15 +138,26 @@ struct Surface<'a> {
     func: &'a str,
 }
 
-impl Mover for Surface<'_> {
+impl Mover<OsSource> for Surface<'_> {
     fn allocate(&mut self, n: usize) -> Option<usize> {
         match alloc(n) as usize {
             0 => None,
             p => Some(p),
         }
     }
-    fn release(&mut self, p: usize, h: u64) {
-        dealloc_validated(p, h, self.func)
+    fn release(&mut self, owner: &Heap<OsSource>, p: usize, h: u64) {
+        let t = thread::state();
+        if !t.is_null() && !checked::enabled() {
+            if let Some(c) = quick_class_of_block(block::size_of(h)) {
+                // SAFETY: this thread's own state.
+                let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
+                if core::ptr::eq(heap, owner) && tc.push(heap, c, p, h) {
+                    return;
+                }
+            }
+        }
+        // `owner` is one of the process's arenas: the block's page map tag names it.
+        release(global::owner_of(p, self.func), p, h, self.func)
     }
 }
 
@@ -172,12 +190,13 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
         return core::ptr::null_mut();
     }
     let p = p as usize;
-    let h = HEAP.validate(p, func);
+    let heap = global::owner_of(p, func);
+    let h = heap.validate(p, func);
     if checked::enabled() {
-        return or_enomem(checked::realloc(p, h, n, func));
+        return or_enomem(checked::realloc(heap, p, h, n, func));
     }
     let saved = errno();
-    match HEAP.realloc(p, h, n, &mut Surface { func }) {
+    match heap.realloc(p, h, n, &mut Surface { func }) {
         Some(Reallocated::InPlace(q)) => {
             stats::note_resized(h, q);
             // A shrink that found no smaller block keeps its own, and leaves errno alone.
@@ -189,12 +208,19 @@ fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
     }
 }
 
+/// This thread's arena (the main heap for threads without one).
+fn my_heap() -> &'static Heap<OsSource> {
+    let t = thread::state_or_create();
+    // SAFETY: this thread's own state.
+    if t.is_null() { global::main_heap() } else { unsafe { (*t).heap } }
+}
+
 fn aligned(align: usize, n: usize) -> *mut c_void {
     global::ensure_initialised();
     if checked::enabled() {
         return or_enomem(uncached(checked::alloc(n, align)));
     }
-    or_enomem(uncached(HEAP.memalign(align, n)))
+    or_enomem(uncached(my_heap().memalign(align, n)))
 }
 
 fn memalign_impl(align: usize, n: usize) -> *mut c_void {
@@ -232,8 +258,9 @@ fn usable(p: *mut c_void) -> usize {
         return 0;
     }
     let p = p as usize;
-    let h = HEAP.validate(p, "malloc_usable_size");
-    if checked::enabled() { checked::usable(p, h) } else { HEAP.usable_of(p, h) }
+    let heap = global::owner_of(p, "malloc_usable_size");
+    let h = heap.validate(p, "malloc_usable_size");
+    if checked::enabled() { checked::usable(heap, p, h) } else { heap.usable_of(p, h) }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -354,12 +381,15 @@ pub extern "C" fn cfree(p: *mut c_void) {
 #[no_mangle]
 pub extern "C" fn malloc_trim(pad: usize) -> c_int {
     let saved = errno();
-    let tc = thread::cache();
-    if !tc.is_null() {
-        // SAFETY: this thread's own cache.
-        unsafe { (*tc).flush_everything(&HEAP) };
+    let t = thread::state();
+    if !t.is_null() {
+        // SAFETY: this thread's own state.
+        unsafe { (*t).cache.flush_everything((*t).heap) };
     }
-    let released = HEAP.trim(pad);
+    let mut released = false;
+    for a in global::arenas() {
+        released |= a.trim(pad);
+    }
     set_errno(saved);
     released as c_int
 }
@@ -390,7 +420,7 @@ pub struct MallInfo2 {
 }
 
 fn mall_info() -> MallInfo2 {
-    let u = HEAP.usage();
+    let u = global::arenas().iter().map(|a| a.usage()).fold(Usage::default(), |s, u| s.add(&u));
     MallInfo2 {
         arena: u.heap_bytes,
         ordblks: u.free_blocks,
@@ -504,8 +534,8 @@ pub extern "C" fn reall_oc(ptr: *mut c_void, size: usize) -> *mut c_void {
 /// the heap is sound; otherwise prints what is wrong on standard error and returns -1.
 #[no_mangle]
 pub extern "C" fn my_alloc_check_heap() -> c_int {
-    match HEAP.check() {
-        Ok(_) => 0,
+    match global::arenas().iter().try_for_each(|a| a.check().map(|_| ())) {
+        Ok(()) => 0,
         Err(what) => {
             let mut l = crate::diag::Line::new();
             l.str("my_alloc: heap check failed: ").str(what);

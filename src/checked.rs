@@ -15,7 +15,9 @@
 use crate::block::{self, LOW_MASK, MAPPED};
 use crate::config::{ALIGNMENT, WORD};
 use crate::diag::{fatal, fatal_detail};
-use crate::global::HEAP;
+use crate::global::main_heap;
+use crate::heap::Heap;
+use crate::os::OsSource;
 use crate::options;
 
 /// Bytes every block gets beyond the request: the sealed size word.
@@ -33,63 +35,64 @@ pub fn enabled() -> bool {
 
 /// Allocates `n` bytes at `align` with a trailer; `None` when memory is exhausted.
 pub fn alloc(n: usize, align: usize) -> Option<usize> {
+    let heap = main_heap();
     let total = n.checked_add(TRAILER)?;
-    let p = if align > ALIGNMENT { HEAP.memalign(align, total)? } else { HEAP.malloc(total)? };
-    let h = HEAP.validate(p, "malloc");
-    if h & MAPPED == 0 && HEAP.is_checked(p, h) {
-        verify_fill(p, h);
+    let p = if align > ALIGNMENT { heap.memalign(align, total)? } else { heap.malloc(total)? };
+    let h = heap.validate(p, "malloc");
+    if h & MAPPED == 0 && heap.is_checked(p, h) {
+        verify_fill(heap, p, h);
     }
-    arm(p, h, n);
+    arm(heap, p, h, n);
     Some(p)
 }
 
 /// Verifies the trailer of the live block at `p` (header `h`) and frees it, filling it first.
-pub fn free(p: usize, h: u64, func: &str) {
-    if HEAP.is_checked(p, h) {
-        verify_trailer(p, h, func);
+pub fn free(heap: &Heap<OsSource>, p: usize, h: u64, func: &str) {
+    if heap.is_checked(p, h) {
+        verify_trailer(heap, p, h, func);
     }
     if h & MAPPED == 0 {
-        let usable = HEAP.usable_of(p, h);
+        let usable = heap.usable_of(p, h);
         // SAFETY: the caller owns the block; everything after its link word is payload.
         unsafe { core::ptr::write_bytes((p + WORD) as *mut u8, FREED, usable - WORD) };
-        HEAP.set_checked(p, h, true);
+        heap.set_checked(p, h, true);
     }
-    HEAP.free_validated(p, h);
+    heap.free_validated(p, h);
 }
 
 /// Moves the live block at `p` to a new block of `n > 0` bytes (always: a stale pointer to the
 /// old one is then caught when it is used with free). `None` when memory is exhausted.
-pub fn realloc(p: usize, h: u64, n: usize, func: &str) -> Option<usize> {
-    let old = if HEAP.is_checked(p, h) { verify_trailer(p, h, func) } else { HEAP.usable_of(p, h) };
+pub fn realloc(heap: &Heap<OsSource>, p: usize, h: u64, n: usize, func: &str) -> Option<usize> {
+    let old = if heap.is_checked(p, h) { verify_trailer(heap, p, h, func) } else { heap.usable_of(p, h) };
     let q = alloc(n, ALIGNMENT)?;
     // SAFETY: both blocks are live and distinct; `old` bytes are the caller's at p.
     unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
-    free(p, h, func);
+    free(heap, p, h, func);
     Some(q)
 }
 
 /// The requested size of the live block at `p` (its usable size if it has no trailer).
-pub fn usable(p: usize, h: u64) -> usize {
-    if HEAP.is_checked(p, h) { verify_trailer(p, h, "malloc_usable_size") } else { HEAP.usable_of(p, h) }
+pub fn usable(heap: &Heap<OsSource>, p: usize, h: u64) -> usize {
+    if heap.is_checked(p, h) { verify_trailer(heap, p, h, "malloc_usable_size") } else { heap.usable_of(p, h) }
 }
 
-fn arm(p: usize, h: u64, n: usize) {
-    let t = p + HEAP.usable_of(p, h) - TRAILER;
+fn arm(heap: &Heap<OsSource>, p: usize, h: u64, n: usize) {
+    let t = p + heap.usable_of(p, h) - TRAILER;
     // SAFETY: the block is ours and at least n + TRAILER bytes long.
     unsafe {
         core::ptr::write_bytes((p + n) as *mut u8, CANARY, t - (p + n));
-        block::store(t, block::seal(t, n as u64, HEAP.secret()));
+        block::store(t, block::seal(t, n as u64, heap.secret()));
     }
-    HEAP.set_checked(p, h, true);
+    heap.set_checked(p, h, true);
 }
 
 /// Checks the trailer and canary of the block at `p`; returns the requested size.
-fn verify_trailer(p: usize, h: u64, func: &str) -> usize {
-    let t = p + HEAP.usable_of(p, h) - TRAILER;
+fn verify_trailer(heap: &Heap<OsSource>, p: usize, h: u64, func: &str) -> usize {
+    let t = p + heap.usable_of(p, h) - TRAILER;
     // SAFETY: the trailer word lies inside the live block.
     let w = unsafe { block::load(t) };
     let n = (w & LOW_MASK) as usize;
-    if !block::is_sealed(t, w, HEAP.secret()) || p + n > t {
+    if !block::is_sealed(t, w, heap.secret()) || p + n > t {
         fatal(func, "heap buffer overflow: the size trailer after the block was overwritten, block", p);
     }
     // SAFETY: [p + n, t) lies inside the block.
@@ -100,8 +103,8 @@ fn verify_trailer(p: usize, h: u64, func: &str) -> usize {
     n
 }
 
-fn verify_fill(p: usize, h: u64) {
-    let usable = HEAP.usable_of(p, h);
+fn verify_fill(heap: &Heap<OsSource>, p: usize, h: u64) {
+    let usable = heap.usable_of(p, h);
     // SAFETY: the block is ours; after its link word it was filled when freed.
     let body = unsafe { core::slice::from_raw_parts((p + WORD) as *const u8, usable - WORD) };
     if let Some(at) = body.iter().position(|&b| b != FREED) {

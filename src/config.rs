@@ -137,3 +137,9 @@ pub const CACHE_MAX_BLOCKS: usize = 32;
 /// Every this many refills and flushes, a thread cache gives back the bins it has not allocated
 /// from since the previous time.
 pub const CACHE_GC_EVENTS: u32 = 64;
+
+/// The process's heaps (arenas): at most this many per CPU the process may run on (threads beyond
+/// share them)...
+pub const ARENAS_PER_CPU: usize = 4;
+/// ...and at most this many in all (a byte of the page map names the owner of each page).
+pub const MAX_ARENAS: usize = 64;

@@ -1,17 +1,93 @@
-//! The process-wide heap, and the options applied to it.
+//! The process's heaps (arenas), and the options applied to them.
 //!
-//! Nothing here is needed before the first `malloc`: the heap is a constant-initialised static
-//! and draws its secret on first use, and the options are read by the first slow path that runs
-//! (or by the constructor, whichever comes first).
+//! Arena 0, the main heap, grows with the program break; the others with mappings of their own.
+//! Each thread's cache is bound to one arena (`thread.rs`), so that threads allocating and freeing
+//! their own blocks share no lock and no cache line; all arenas share the OS source's page map,
+//! which names the arena that owns each page, and one secret, so that any of them can check a
+//! header. Nothing here is needed before the first `malloc`: the heaps are constant-initialised
+//! statics, the main one draws the secret on first use, the others are activated when a thread
+//! first needs them, and the options are read by the first slow path that runs (or by the
+//! constructor, whichever comes first).
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::config::{ARENAS_PER_CPU, MAX_ARENAS};
+use crate::diag::fatal;
 use crate::heap::Heap;
-use crate::options;
 use crate::os::OsSource;
+use crate::source::Source;
+use crate::{options, os};
 
-/// The heap behind every exported function.
-pub static HEAP: Heap<OsSource> = Heap::new(OsSource::new(), 0);
+/// The arenas: arena `i` has the page-map tag `i + 1`.
+pub static ARENAS: [Heap<OsSource>; MAX_ARENAS] = {
+    let mut a = [const { Heap::with_tag(OsSource::mapped(), 0, 1) }; MAX_ARENAS];
+    a[0] = Heap::with_tag(OsSource::new(), 0, 1);
+    let mut i = 1;
+    while i < MAX_ARENAS {
+        a[i] = Heap::with_tag(OsSource::mapped(), 0, i as u8 + 1);
+        i += 1;
+    }
+    a
+};
+
+/// Arenas activated so far (`ARENAS[..ACTIVE]`); only grows.
+static ACTIVE: AtomicUsize = AtomicUsize::new(1);
+
+/// The main heap: the one threads without a cache use.
+#[inline(always)]
+pub fn main_heap() -> &'static Heap<OsSource> {
+    &ARENAS[0]
+}
+
+/// The arenas activated so far.
+#[inline]
+pub fn arenas() -> &'static [Heap<OsSource>] {
+    &ARENAS[..ACTIVE.load(Ordering::Acquire)]
+}
+
+/// How many arenas the process may have: `ARENAS_PER_CPU` for each CPU it may run on.
+pub fn arena_limit() -> usize {
+    static LIMIT: AtomicUsize = AtomicUsize::new(0);
+    let l = LIMIT.load(Ordering::Relaxed);
+    if l != 0 {
+        return l;
+    }
+    let l = (os::cpu_count() * ARENAS_PER_CPU).clamp(1, MAX_ARENAS);
+    LIMIT.store(l, Ordering::Relaxed);
+    l
+}
+
+/// Activates arena `i` (the next one: `i == arenas().len()`), giving it the main heap's secret
+/// and the options. The caller serialises activations (the thread pool's lock).
+pub fn activate(i: usize) -> &'static Heap<OsSource> {
+    debug_assert_eq!(i, ACTIVE.load(Ordering::Relaxed));
+    let a = &ARENAS[i];
+    a.share_secret(main_heap().init_secret());
+    tune(a);
+    ACTIVE.store(i + 1, Ordering::Release);
+    a
+}
+
+/// The arena that owns the block at user pointer `p`; otherwise the misuse is diagnosed (naming
+/// `func`) and the process aborts.
+#[inline]
+pub fn owner_of(p: usize, func: &str) -> &'static Heap<OsSource> {
+    let tag = main_heap().source().pages().owner(p.wrapping_sub(crate::block::HEADER));
+    match ARENAS.get((tag as usize).wrapping_sub(1)) {
+        Some(a) => a,
+        None => reject(p, func),
+    }
+}
+
+/// Diagnoses a pointer no arena owns.
+#[cold]
+#[inline(never)]
+fn reject(p: usize, func: &str) -> ! {
+    if arenas().iter().any(|a| a.unmapped_recently(p)) {
+        fatal(func, "double free of mapped block (already unmapped)", p);
+    }
+    main_heap().reject_pointer(p, func)
+}
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
@@ -30,11 +106,17 @@ fn initialise() {
     if !options::is_read() {
         return; // the environment is not there yet: retry on a later call
     }
-    HEAP.tune(
+    for a in arenas() {
+        tune(a);
+    }
+    INITIALISED.store(true, Ordering::Release);
+}
+
+fn tune(a: &Heap<OsSource>) {
+    a.tune(
         options::MMAP.load(Ordering::Relaxed),
         options::MMAP_FIXED.load(Ordering::Relaxed),
         options::TRIM.load(Ordering::Relaxed),
         options::DECAY_MS.load(Ordering::Relaxed) as u64,
     );
-    INITIALISED.store(true, Ordering::Release);
 }

@@ -7,18 +7,26 @@
 
 use core::sync::atomic::{AtomicI32, Ordering};
 
-use crate::global::{ensure_initialised, HEAP};
+use crate::global::{arenas, ensure_initialised};
 use crate::{options, os, profile, stats, thread};
+
+// Every lock of the allocator is held across `fork`, taken in the one order they nest: the thread
+// pool's (which activates arenas), then each arena's, in index order.
 
 extern "C" fn fork_prepare() {
     thread::lock_for_fork();
-    HEAP.lock_for_fork();
+    for a in arenas() {
+        a.lock_for_fork();
+    }
 }
 
 extern "C" fn fork_parent() {
-    // SAFETY: fork_prepare took these locks in this thread.
+    // SAFETY: fork_prepare took these locks in this thread; no arena was activated since (that
+    // takes the pool's lock).
     unsafe {
-        HEAP.unlock_after_fork();
+        for a in arenas().iter().rev() {
+            a.unlock_after_fork();
+        }
         thread::unlock_after_fork();
     }
 }
@@ -26,8 +34,10 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     // SAFETY: the child has one thread, this one; it took the locks before forking.
     unsafe {
-        HEAP.unlock_after_fork();
-        thread::unlock_after_fork();
+        for a in arenas().iter().rev() {
+            a.unlock_after_fork();
+        }
+        thread::unlock_in_child();
     }
     profile::forget_in_child();
 }

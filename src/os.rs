@@ -6,9 +6,10 @@
 //! opening, are made from the constructor or outside any heap lock, and say so). Calls made on a
 //! `free` path keep `errno` as it was, because `free` must never change it.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::config::PAGE;
+use crate::pagemap::PageMap;
 use crate::source::{Region, Source};
 
 /// The calling thread's `errno`.
@@ -151,6 +152,11 @@ pub const HAS_THREAD_SLOT: bool = cfg!(target_arch = "x86_64");
 core::arch::global_asm!(
     ".section .tbss,\"awT\",@nobits",
     ".p2align 3",
+    // Global but hidden: every codegen unit that inlines `thread_slot` links to this one word.
+    ".globl my_alloc_tcache_slot",
+    ".hidden my_alloc_tcache_slot",
+    ".type my_alloc_tcache_slot, @object",
+    ".size my_alloc_tcache_slot, 8",
     "my_alloc_tcache_slot:",
     ".zero 8",
     ".previous",
@@ -224,6 +230,18 @@ pub fn abort() -> ! {
     unsafe { libc::abort() }
 }
 
+/// The number of CPUs this process may run on (its affinity mask), at least 1.
+pub fn cpu_count() -> usize {
+    let mut mask = [0u64; 16];
+    // SAFETY: the kernel writes at most the mask's size into it.
+    let n = keep_errno(|| unsafe { libc::syscall(libc::SYS_sched_getaffinity, 0, core::mem::size_of_val(&mask), mask.as_mut_ptr()) });
+    if n <= 0 {
+        return 1;
+    }
+    let words = (n as usize / 8).min(mask.len());
+    (mask[..words].iter().map(|w| w.count_ones() as usize).sum::<usize>()).max(1)
+}
+
 /// Gives the processor to another thread (used by locks under contention).
 #[inline]
 pub fn yield_now() {
@@ -260,6 +278,39 @@ pub fn random_u64() -> u64 {
     })
 }
 
+/// Reserves `len` bytes of address space: inaccessible, and no memory until made accessible.
+fn reserve(len: usize) -> Option<usize> {
+    // SAFETY: a new inaccessible mapping touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED { None } else { Some(p as usize) }
+}
+
+/// Turns `[addr, addr + len)` of our own memory back into reserved address space: its pages go
+/// back to the OS, and the range stays ours.
+fn reserve_at(addr: usize, len: usize) -> bool {
+    // SAFETY: the caller owns the range; MAP_FIXED replaces exactly it.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    p as usize == addr
+}
+
 fn mmap_anon(hint: usize, len: usize) -> Option<usize> {
     // SAFETY: an anonymous private mapping touches no existing memory; the hint is only a hint.
     let p = unsafe {
@@ -275,16 +326,54 @@ fn mmap_anon(hint: usize, len: usize) -> Option<usize> {
     if p == libc::MAP_FAILED { None } else { Some(p as usize) }
 }
 
-/// The process's memory: the program break first, anonymous mappings once the break cannot move.
+/// Cleared for good the first time `sbrk` fails (the break hit a limit or another mapping).
+static BRK_USABLE: AtomicBool = AtomicBool::new(true);
+
+/// The page map of every heap of the process.
+static PAGES: PageMap = PageMap::new();
+
+/// Address space a heap without the program break reserves at a time (no memory until used).
+const RESERVATION: usize = 256 << 20;
+
+/// The process's memory, for one heap: the program break first (for the main heap), anonymous
+/// mappings once the break cannot move. The other heaps reserve address space and grow through
+/// it, so that their segments extend instead of multiplying (mappings are placed top-down, so the
+/// space after a heap's last one is rarely free).
 pub struct OsSource {
-    /// Cleared for good the first time `sbrk` fails (the break hit a limit or another mapping).
-    brk_usable: AtomicBool,
+    use_brk: bool,
+    /// The unused part of the current reservation, `[reserved, reserved_end)` (heaps that do not
+    /// use the break; changed under their heap lock).
+    reserved: AtomicUsize,
+    reserved_end: AtomicUsize,
 }
 
 impl OsSource {
-    /// A source that starts with the program break.
+    /// A source that starts with the program break (the main heap's).
     pub const fn new() -> Self {
-        OsSource { brk_usable: AtomicBool::new(true) }
+        OsSource { use_brk: true, reserved: AtomicUsize::new(0), reserved_end: AtomicUsize::new(0) }
+    }
+
+    /// A source of anonymous mappings only (the other heaps': one program break is enough).
+    pub const fn mapped() -> Self {
+        OsSource { use_brk: false, reserved: AtomicUsize::new(0), reserved_end: AtomicUsize::new(0) }
+    }
+
+    /// `len` bytes at the start of the reservation's unused part (a new reservation when it is
+    /// too short), made accessible.
+    fn grow_reserved(&self, len: usize) -> Option<usize> {
+        let (mut at, mut end) = (self.reserved.load(Ordering::Relaxed), self.reserved_end.load(Ordering::Relaxed));
+        if end - at < len {
+            let size = len.max(RESERVATION);
+            at = reserve(size)?;
+            end = at + size;
+        }
+        // SAFETY: [at, at + len) is part of our own reservation, which nothing else uses.
+        if unsafe { libc::mprotect(at as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+            return None;
+        }
+        self.reserved.store(at + len, Ordering::Relaxed);
+        self.reserved_end.store(end, Ordering::Relaxed);
+        Some(at)
     }
 
     fn grow_brk(&self, len: usize) -> Option<Region> {
@@ -325,11 +414,16 @@ impl Default for OsSource {
 unsafe impl Source for OsSource {
     fn grow(&self, len: usize) -> Option<Region> {
         keep_errno(|| {
-            if self.brk_usable.load(Ordering::Relaxed) {
+            if self.use_brk && BRK_USABLE.load(Ordering::Relaxed) {
                 if let Some(r) = self.grow_brk(len) {
                     return Some(r);
                 }
-                self.brk_usable.store(false, Ordering::Relaxed);
+                BRK_USABLE.store(false, Ordering::Relaxed);
+            }
+            if !self.use_brk {
+                if let Some(start) = self.grow_reserved(len) {
+                    return Some(Region { start, len, from_brk: false });
+                }
             }
             mmap_anon(0, len).map(|start| Region { start, len, from_brk: false })
         })
@@ -345,6 +439,14 @@ unsafe impl Source for OsSource {
                 }
                 // SAFETY: the last `len` bytes below the break are ours and unused.
                 unsafe { libc::sbrk(-(len as libc::intptr_t)) as usize != usize::MAX }
+            } else if end == self.reserved.load(Ordering::Relaxed) {
+                // The reservation's used part ends here: give the pages back and keep the address
+                // space reserved, for the next growth.
+                if reserve_at(end - len, len) {
+                    self.reserved.store(end - len, Ordering::Relaxed);
+                    return true;
+                }
+                false
             } else {
                 // SAFETY: the tail of our own mapping, unused.
                 unsafe { libc::munmap((end - len) as *mut libc::c_void, len) == 0 }
@@ -373,6 +475,10 @@ unsafe impl Source for OsSource {
 
     fn now_ms(&self) -> u64 {
         clock_ms(true)
+    }
+
+    fn pages(&self) -> &PageMap {
+        &PAGES
     }
 
     fn purge(&self, addr: usize, len: usize) {

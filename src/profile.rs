@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::config::{NUM_CLASSES, PAGE};
 use crate::diag::Line;
-use crate::global::HEAP;
+use crate::global::arenas;
 use crate::{options, os};
 use crate::size_class::class_size;
 use crate::stats::{self, MAPPED_ROW};
@@ -112,9 +112,13 @@ fn resident_bytes() -> u64 {
 }
 
 fn sample(fd: i32, now: u64) {
-    let c = &HEAP.counters;
-    let os = c.os_bytes.load(Ordering::Relaxed);
-    let in_use = os.saturating_sub(c.free_bytes.load(Ordering::Relaxed)).saturating_sub(HEAP.quick_bytes());
+    let (mut os, mut in_use) = (0, 0);
+    for heap in arenas() {
+        let c = &heap.counters;
+        let o = c.os_bytes.load(Ordering::Relaxed);
+        os += o;
+        in_use += o.saturating_sub(c.free_bytes.load(Ordering::Relaxed)).saturating_sub(heap.quick_bytes());
+    }
     let mut l = Line::new();
     l.str("S ").dec(now.saturating_sub(START_MS.load(Ordering::Relaxed)));
     l.str(" ").dec(in_use as u64).str(" ").dec(os as u64).str(" ").dec(resident_bytes());

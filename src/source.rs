@@ -1,5 +1,9 @@
 //! Where the heap's memory comes from: a small trait, so that the core can run over the operating
-//! system (`os::OsSource`) or over memory a test owns.
+//! system (`os::OsSource`) or over memory a test owns. Several heaps may draw from one source
+//! (the process's arenas all draw from the OS): they share its page map, which says which heap
+//! owns which page.
+
+use crate::pagemap::{MapMemory, PageMap};
 
 /// A region the heap obtained with [`Source::grow`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,5 +49,45 @@ pub unsafe trait Source: Sync {
     /// A monotonic clock in milliseconds, for decay decisions (cheap: it is read on slow paths).
     fn now_ms(&self) -> u64 {
         0
+    }
+
+    /// The page map of every heap drawing from this source.
+    fn pages(&self) -> &PageMap;
+}
+
+// SAFETY: forwards to a source that upholds the contract; heaps sharing it share its page map.
+unsafe impl<T: Source> Source for &T {
+    fn grow(&self, len: usize) -> Option<Region> {
+        (**self).grow(len)
+    }
+    fn shrink(&self, region: Region, len: usize) -> bool {
+        (**self).shrink(region, len)
+    }
+    fn map(&self, len: usize) -> Option<usize> {
+        (**self).map(len)
+    }
+    fn unmap(&self, addr: usize, len: usize) {
+        (**self).unmap(addr, len)
+    }
+    fn remap(&self, addr: usize, old_len: usize, new_len: usize) -> Option<usize> {
+        (**self).remap(addr, old_len, new_len)
+    }
+    fn purge(&self, addr: usize, len: usize) {
+        (**self).purge(addr, len)
+    }
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+    fn pages(&self) -> &PageMap {
+        (**self).pages()
+    }
+}
+
+impl<S: Source> MapMemory for S {
+    fn map_pages(&self, len: usize) -> Option<usize> {
+        self.map(len)
+    }
+    fn unmap_pages(&self, addr: usize, len: usize) {
+        self.unmap(addr, len)
     }
 }

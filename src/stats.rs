@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::block::{self, MAPPED};
 use crate::config::NUM_CLASSES;
 use crate::diag::Line;
-use crate::global::HEAP;
+use crate::global::arenas;
 use crate::size_class::{class_of, class_size, NUM_QUICK};
 use crate::thread;
 
@@ -122,22 +122,26 @@ pub fn summary() -> Summary {
         s.cached_bytes += tc.cached_bytes() as u64;
         s.caches += 1;
     });
-    let c = &HEAP.counters;
-    for (i, row) in s.rows.iter_mut().enumerate().take(NUM_CLASSES) {
-        row.peak = c.class_peak[i].load(Ordering::Relaxed) as u64;
-        // A cache counted a widened block's allocation in the class it was carved for; the
-        // block is freed in the class it is: count both in the latter.
-        row.requests = (row.requests + c.class_widened_to[i].load(Ordering::Relaxed) as u64)
-            .saturating_sub(c.class_widened_from[i].load(Ordering::Relaxed) as u64);
+    // Each arena's counters; the peaks add up arenas' peaks, which may have come at different
+    // moments (exact for a program with one arena, an upper bound otherwise).
+    let load = |a: &core::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as u64;
+    for heap in arenas() {
+        let c = &heap.counters;
+        for (i, row) in s.rows.iter_mut().enumerate().take(NUM_CLASSES) {
+            row.peak += load(&c.class_peak[i]);
+            // A cache counted a widened block's allocation in the class it was carved for; the
+            // block is freed in the class it is: count both in the latter.
+            row.requests = (row.requests + load(&c.class_widened_to[i])).saturating_sub(load(&c.class_widened_from[i]));
+        }
+        s.rows[MAPPED_ROW].peak += load(&c.mapped_peak);
+        s.peak_held += load(&c.held_peak);
+        s.os_now += load(&c.os_bytes);
+        s.os_peak += load(&c.os_peak);
+        s.os_returned += load(&c.os_returned);
+        s.free_bytes += load(&c.free_bytes);
+        s.quick_bytes += heap.quick_bytes() as u64;
+        s.purged += load(&c.purged);
     }
-    s.rows[MAPPED_ROW].peak = c.mapped_peak.load(Ordering::Relaxed) as u64;
-    s.peak_held = c.held_peak.load(Ordering::Relaxed) as u64;
-    s.os_now = c.os_bytes.load(Ordering::Relaxed) as u64;
-    s.os_peak = c.os_peak.load(Ordering::Relaxed) as u64;
-    s.os_returned = c.os_returned.load(Ordering::Relaxed) as u64;
-    s.free_bytes = c.free_bytes.load(Ordering::Relaxed) as u64;
-    s.quick_bytes = HEAP.quick_bytes() as u64;
-    s.purged = c.purged.load(Ordering::Relaxed) as u64;
     s
 }
 

@@ -74,6 +74,11 @@ impl<T> Lock<T> {
         core::mem::forget(self.lock());
     }
 
+    /// The value, while the lock is held through [`Lock::lock_for_fork`] (no guard exists).
+    pub fn as_ptr_for_fork(&self) -> *mut T {
+        self.inner.as_mut_ptr()
+    }
+
     /// Releases a lock taken by [`Lock::lock_for_fork`]; in a fork child, also a lock whose holder
     /// no longer exists.
     ///

@@ -4,8 +4,13 @@
 //!
 //! Refills bring half a bin's capacity from the heap (`Heap::refill`); a full bin goes back whole
 //! in one splice (`Heap::flush`), so the per-class locks are taken once per batch. A cache works on
-//! the heap it is given: the process's caches on the process-wide heap (`thread.rs` binds one to
+//! the heap it is given: the process's caches on their thread's arena (`thread.rs` binds one to
 //! each thread), a test's on a heap of its own.
+//!
+//! A bin holds only blocks of the cache's own heap, so that a thread's blocks stay its own. A
+//! block of another heap (freed by a thread that did not allocate it) goes to the class's outbox
+//! instead, which collects blocks of one heap and goes back to it whole, in one splice onto that
+//! heap's quick list, when it is full or must change heap.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -78,6 +83,15 @@ const fn bin_capacity(size: usize) -> u32 {
     (if n > CACHE_MAX_BLOCKS { CACHE_MAX_BLOCKS } else { n }) as u32
 }
 
+/// Blocks of one quick class freed here but owned by another heap, on their way back to it.
+struct Outbox {
+    head: usize,
+    tail: usize,
+    count: u32,
+    /// The heap they belong to (its address; meaningful while `count > 0`).
+    owner: usize,
+}
+
 /// A thread's cache.
 #[repr(C)]
 pub struct ThreadCache {
@@ -85,6 +99,10 @@ pub struct ThreadCache {
     pub bins: [Bin; NUM_QUICK],
     /// Refills and flushes since the last collection of idle bins.
     slow_events: u32,
+    /// One outbox per quick class.
+    outbox: [Outbox; NUM_QUICK],
+    /// Blocks of other heaps freed through this cache.
+    pub remote_frees: AtomicU64,
 }
 
 impl ThreadCache {
@@ -96,7 +114,12 @@ impl ThreadCache {
             bins[c].max = bin_capacity(QUICK_SIZE[c] as usize);
             c += 1;
         }
-        ThreadCache { bins, slow_events: 0 }
+        ThreadCache {
+            bins,
+            slow_events: 0,
+            outbox: [const { Outbox { head: 0, tail: 0, count: 0, owner: 0 } }; NUM_QUICK],
+            remote_frees: AtomicU64::new(0),
+        }
     }
 
     /// The bin of quick class `c`, without a bounds check on the hot paths.
@@ -160,8 +183,69 @@ impl ThreadCache {
         }
     }
 
-    /// Frees the live block `p` whose header `h` the heap validated: a push, flushing the bin
-    /// first when it is full; blocks of no quick class go to the heap.
+    /// Frees the live block `p` of `owner` (header `h`, which it validated): into this cache
+    /// when the block is of `heap`, the cache's own, else towards its owner.
+    pub fn free_to<S: Source>(&mut self, heap: &Heap<S>, owner: &Heap<S>, p: usize, h: u64) {
+        if core::ptr::eq(heap, owner) {
+            self.free(heap, p, h)
+        } else {
+            self.free_remote(owner, p, h)
+        }
+    }
+
+    /// Frees the live block `p` of another heap, `owner` (header `h`): into the class's outbox,
+    /// which goes back whole; blocks of no quick class go straight back.
+    #[cold]
+    pub fn free_remote<S: Source>(&mut self, owner: &Heap<S>, p: usize, h: u64) {
+        bump(&self.remote_frees, 1);
+        let Some(c) = quick_class_of_block(block::size_of(h)) else {
+            return owner.free_validated(p, h);
+        };
+        let at = owner as *const Heap<S> as usize;
+        if self.outbox[c].count > 0 && self.outbox[c].owner != at {
+            self.send::<S>(c);
+        }
+        let secret = owner.secret();
+        let ob = &mut self.outbox[c];
+        // SAFETY: the caller validated p as a live block it gives up; it becomes QUICK here.
+        unsafe {
+            *(p as *mut usize) = block::encode_link(p, ob.head, secret);
+            block::flip_state(p - block::HEADER, FLIP_IN_USE_QUICK);
+        }
+        if ob.count == 0 {
+            (ob.tail, ob.owner) = (p, at);
+        }
+        ob.head = p;
+        ob.count += 1;
+        if ob.count >= self.bins[c].max {
+            self.send::<S>(c);
+        }
+    }
+
+    /// Sends outbox `c` back to the heap its blocks belong to.
+    fn send<S: Source>(&mut self, c: usize) {
+        let ob = &mut self.outbox[c];
+        if ob.count == 0 {
+            return;
+        }
+        // SAFETY: an outbox's owner is a heap of the same source type that outlives the cache
+        // (every heap a cache meets is one of the process's arenas, or a test's, which outlives
+        // the test's caches).
+        let owner = unsafe { &*(ob.owner as *const Heap<S>) };
+        owner.flush(c, ob.head, ob.tail, ob.count as usize);
+        ob.count = 0;
+        ob.head = 0;
+    }
+
+    /// Sends every outbox back.
+    pub fn send_all<S: Source>(&mut self) {
+        for c in 0..NUM_QUICK {
+            self.send::<S>(c);
+        }
+    }
+
+    /// Frees the live block `p` of `heap`, the cache's own (header `h`, which it validated): a
+    /// push, flushing the bin first when it is full; blocks of no quick class go to the heap.
     pub fn free<S: Source>(&mut self, heap: &Heap<S>, p: usize, h: u64) {
         if let Some(c) = quick_class_of_block(block::size_of(h)) {
             if self.push(heap, c, p, h) {
@@ -211,6 +295,8 @@ impl ThreadCache {
             }
             self.bins[c].pops_at_gc = pops;
         }
+        // Blocks of other heaps wait no longer than this either.
+        self.send_all::<S>();
     }
 
     /// Flushes the full bin `c` (a `free` found no room), counting the event for collection.
@@ -235,16 +321,24 @@ impl ThreadCache {
         bin.count = 0;
     }
 
-    /// Bytes held in this cache's bins (racy when read by another thread: statistics only).
+    /// Bytes held in this cache's bins and outboxes (racy when read by another thread:
+    /// statistics only).
     pub fn cached_bytes(&self) -> usize {
-        (0..NUM_QUICK).map(|c| self.bins[c].count_racy() as usize * QUICK_SIZE[c] as usize).sum()
+        (0..NUM_QUICK)
+            .map(|c| {
+                // SAFETY: an aligned u32 in a live cache; a stale read only skews statistics.
+                let out = unsafe { core::ptr::read_volatile(&self.outbox[c].count) };
+                (self.bins[c].count_racy() + out) as usize * QUICK_SIZE[c] as usize
+            })
+            .sum()
     }
 
-    /// Gives every cached block back to the heap.
+    /// Gives every cached block back to its heap.
     pub fn flush_everything<S: Source>(&mut self, heap: &Heap<S>) {
         for c in 0..NUM_QUICK {
             self.flush_all(heap, c);
         }
+        self.send_all::<S>();
     }
 }
 
@@ -262,11 +356,11 @@ pub struct Cached<'a, S: Source> {
     pub heap: &'a Heap<S>,
 }
 
-impl<S: Source> Mover for Cached<'_, S> {
+impl<S: Source> Mover<S> for Cached<'_, S> {
     fn allocate(&mut self, n: usize) -> Option<usize> {
         self.cache.malloc(self.heap, n)
     }
-    fn release(&mut self, p: usize, h: u64) {
-        self.cache.free(self.heap, p, h)
+    fn release(&mut self, owner: &Heap<S>, p: usize, h: u64) {
+        self.cache.free_to(self.heap, owner, p, h)
     }
 }

@@ -1,5 +1,9 @@
-//! Each thread's cache: bound through a TLS slot, created on a thread's first slow path, flushed
+//! Each thread's cache and arena: bound through a TLS slot on a thread's first slow path, flushed
 //! and parked at thread exit, reused by the next thread.
+//!
+//! A thread is bound to an arena when its cache is: the first arena no thread uses, else a new
+//! one while the process has fewer than `global::arena_limit()`, else the one the fewest threads
+//! share. A thread that exits leaves its arena to the next thread.
 //!
 //! The slot (`os::thread_slot`) holds 0 (no cache yet), `DISABLED` (being set up or torn down:
 //! use the heap directly) or the cache's address. Thread exit is seen through a pthread key's
@@ -10,8 +14,10 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use crate::config::{PAGE, THREAD_SAFE};
-use crate::global::{ensure_initialised, HEAP};
+use crate::config::{MAX_ARENAS, PAGE, THREAD_SAFE};
+use crate::global::{self, ensure_initialised};
+use crate::heap::Heap;
+use crate::os::OsSource;
 use crate::source::Source;
 use crate::sync::Lock;
 use crate::tcache::ThreadCache;
@@ -20,28 +26,37 @@ use crate::{options, os};
 /// Slot value of a thread whose cache is being created or was torn down.
 const DISABLED: usize = 1;
 
-/// A cache as the process keeps it: the cache first (the slot's pointer is also the cache's),
-/// then its links on the registry and the pool.
+/// What a thread has of its own: its cache and its arena, then the cache's links on the registry
+/// and the pool.
 #[repr(C)]
-struct Registered {
-    cache: ThreadCache,
+pub struct ThreadState {
+    /// The thread's cache, in front of its arena.
+    pub cache: ThreadCache,
+    /// The arena the cache works on.
+    pub heap: &'static Heap<OsSource>,
+    /// Its index in `global::ARENAS`.
+    arena: usize,
     /// Next cache on the registry of all caches ever made.
-    registry_next: *mut Registered,
+    registry_next: *mut ThreadState,
     /// Next parked cache, while no thread owns this one.
-    parked_next: *mut Registered,
+    parked_next: *mut ThreadState,
 }
 
-/// Parked caches, ready for new threads.
+type Registered = ThreadState;
+
+/// Parked caches, ready for new threads, and who uses which arena.
 struct Pool {
     parked: *mut Registered,
     /// Unused tail of the last mapping caches are carved from.
     spare: usize,
     spare_len: usize,
+    /// Threads bound to each arena.
+    bound: [u32; MAX_ARENAS],
 }
 // SAFETY: the pool only holds pointers to caches, which are plain memory handed between threads.
 unsafe impl Send for Pool {}
 
-static POOL: Lock<Pool> = Lock::new(Pool { parked: core::ptr::null_mut(), spare: 0, spare_len: 0 });
+static POOL: Lock<Pool> = Lock::new(Pool { parked: core::ptr::null_mut(), spare: 0, spare_len: 0, bound: [0; MAX_ARENAS] });
 static REGISTRY: AtomicPtr<Registered> = AtomicPtr::new(core::ptr::null_mut());
 /// The pthread key whose destructor tears a cache down (KEY_UNSET until created).
 static KEY: AtomicU32 = AtomicU32::new(KEY_UNSET);
@@ -51,22 +66,22 @@ const KEY_FAILED: u32 = u32::MAX - 1;
 /// Whether threads get caches at all in this build.
 const CACHES: bool = THREAD_SAFE && os::HAS_THREAD_SLOT;
 
-/// This thread's cache, or null when it has none (yet, or any more).
+/// This thread's cache and arena, or null when it has none (yet, or any more).
 #[inline(always)]
-pub fn cache() -> *mut ThreadCache {
+pub fn state() -> *mut ThreadState {
     if !CACHES {
         return core::ptr::null_mut();
     }
     // SAFETY: the slot is this thread's own word.
     let v = unsafe { *os::thread_slot() };
-    if v > DISABLED { v as *mut ThreadCache } else { core::ptr::null_mut() }
+    if v > DISABLED { v as *mut ThreadState } else { core::ptr::null_mut() }
 }
 
-/// This thread's cache, creating it if the thread has none yet; null when caching is off for
-/// this thread (single-threaded build, checking mode, being torn down, out of memory).
+/// This thread's cache and arena, creating them if the thread has none yet; null when caching
+/// is off for this thread (single-threaded build, checking mode, being torn down, out of memory).
 #[cold]
-pub fn cache_or_create() -> *mut ThreadCache {
-    let tc = cache();
+pub fn state_or_create() -> *mut ThreadState {
+    let tc = state();
     if !tc.is_null() || !CACHES {
         return tc;
     }
@@ -92,7 +107,7 @@ pub fn cache_or_create() -> *mut ThreadCache {
         // SAFETY: as above.
         unsafe { *s = r as usize };
     }
-    r.cast()
+    r
 }
 
 fn key() -> u32 {
@@ -113,16 +128,27 @@ fn key() -> u32 {
 /// A cache from the parked ones, or carved from a fresh mapping.
 fn create() -> *mut Registered {
     let mut pool = POOL.lock();
+    let arena = choose_arena(&mut pool);
+    pool.bound[arena] += 1;
+    let heap = &global::ARENAS[arena];
     if !pool.parked.is_null() {
         let r = pool.parked;
-        // SAFETY: parked caches are live and owned by the pool.
-        pool.parked = unsafe { (*r).parked_next };
+        // SAFETY: parked caches are live and owned by the pool; the cache was flushed when it was
+        // parked, so it holds no block of the arena it had.
+        unsafe {
+            pool.parked = (*r).parked_next;
+            (*r).heap = heap;
+            (*r).arena = arena;
+        }
         return r;
     }
     let size = core::mem::size_of::<Registered>().next_multiple_of(64);
     if pool.spare_len < size {
         let chunk = (16 * size).next_multiple_of(PAGE);
-        let Some(m) = HEAP.source().map(chunk) else { return core::ptr::null_mut() };
+        let Some(m) = heap.source().map(chunk) else {
+            pool.bound[arena] -= 1;
+            return core::ptr::null_mut();
+        };
         pool.spare = m;
         pool.spare_len = chunk;
     }
@@ -131,7 +157,9 @@ fn create() -> *mut Registered {
     pool.spare_len -= size;
     drop(pool);
     // SAFETY: fresh memory, big enough and aligned for a Registered, ours until published.
-    unsafe { r.write(Registered { cache: ThreadCache::new(), registry_next: core::ptr::null_mut(), parked_next: core::ptr::null_mut() }) };
+    unsafe {
+        r.write(Registered { cache: ThreadCache::new(), heap, arena, registry_next: core::ptr::null_mut(), parked_next: core::ptr::null_mut() })
+    };
     // Registry: push once, never removed.
     let mut head = REGISTRY.load(Ordering::Acquire);
     loop {
@@ -144,6 +172,20 @@ fn create() -> *mut Registered {
     }
 }
 
+/// The arena for a new thread: the first no thread uses (the most recently used ones come first,
+/// being warm), else a new one while under the limit, else the one the fewest threads share.
+fn choose_arena(pool: &mut Pool) -> usize {
+    let active = global::arenas().len();
+    if let Some(i) = (0..active).find(|&i| pool.bound[i] == 0) {
+        return i;
+    }
+    if active < global::arena_limit() {
+        global::activate(active);
+        return active;
+    }
+    (0..active).min_by_key(|&i| pool.bound[i]).unwrap_or(0)
+}
+
 /// The key's destructor: runs at thread exit with the thread's cache.
 unsafe extern "C" fn teardown(value: *mut core::ffi::c_void) {
     let r = value as *mut Registered;
@@ -151,8 +193,11 @@ unsafe extern "C" fn teardown(value: *mut core::ffi::c_void) {
     // SAFETY: the slot is this thread's own word.
     unsafe { *os::thread_slot() = DISABLED };
     // SAFETY: the cache belonged to this thread, which no longer uses it.
-    unsafe { (*r).cache.flush_everything(&HEAP) };
+    unsafe { (*r).cache.flush_everything((*r).heap) };
     let mut pool = POOL.lock();
+    // SAFETY: as above.
+    let arena = unsafe { (*r).arena };
+    pool.bound[arena] = pool.bound[arena].saturating_sub(1);
     // SAFETY: the cache is parked: owned by the pool from now on.
     unsafe { (*r).parked_next = pool.parked };
     pool.parked = r;
@@ -174,11 +219,32 @@ pub fn lock_for_fork() {
     POOL.lock_for_fork();
 }
 
-/// Fork support: releases what `lock_for_fork` took, in the parent or the child.
+/// Fork support: releases what `lock_for_fork` took, in the parent.
 ///
 /// # Safety
 /// Only from the fork handlers, after `lock_for_fork`.
 pub unsafe fn unlock_after_fork() {
+    // SAFETY: forwarded from the caller.
+    unsafe { POOL.unlock_after_fork() };
+}
+
+/// Fork support, in the child: only this thread is left, so only its arena is in use (the other
+/// threads' caches are abandoned, bounded by their size); then releases what `lock_for_fork`
+/// took.
+///
+/// # Safety
+/// Only from the child's fork handler, after `lock_for_fork` in the parent.
+pub unsafe fn unlock_in_child() {
+    {
+        // SAFETY: the lock is held by this thread since the prepare handler: the pool is ours.
+        let pool = unsafe { &mut *POOL.as_ptr_for_fork() };
+        pool.bound = [0; MAX_ARENAS];
+        let me = state();
+        if !me.is_null() {
+            // SAFETY: this thread's own state.
+            pool.bound[unsafe { (*me).arena }] = 1;
+        }
+    }
     // SAFETY: forwarded from the caller.
     unsafe { POOL.unlock_after_fork() };
 }

@@ -166,7 +166,7 @@ impl<S: Source> Heap<S> {
                 let mut b = core.bins[c];
                 let mut prev = 0;
                 while b != 0 {
-                    if !self.pages.contains(b) {
+                    if self.source.pages().owner(b) != self.tag {
                         return Err("bin entry outside the heap");
                     }
                     let h = block::load(b);
@@ -213,7 +213,7 @@ impl<S: Source> Heap<S> {
                     let mut last = 0;
                     while p != 0 {
                         let b = p - HEADER;
-                        if !self.pages.contains(b) {
+                        if self.source.pages().owner(b) != self.tag {
                             return Err("quick entry outside the heap");
                         }
                         let h = block::load(b);

@@ -69,7 +69,7 @@ impl<S: Source> Heap<S> {
         }
         let secret = self.init_secret();
         let base = self.source.map(len)?;
-        if !self.pages.mark(&self.source, base, len) {
+        if !self.source.pages().mark(&self.source, base, len, self.tag) {
             self.source.unmap(base, len);
             return None;
         }
@@ -79,7 +79,7 @@ impl<S: Source> Heap<S> {
             *((p - MAPPED_PREFIX) as *mut usize) = p - base;
             block::store(p - HEADER, block::seal(p - HEADER, len as u64 | MAPPED | IN_USE, secret));
         }
-        self.note_os(base, len);
+        self.note_os(len);
         self.counters.mapped_bytes.fetch_add(len, Ordering::Relaxed);
         let live = self.counters.mapped_blocks.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.mapped_peak.fetch_max(live, Ordering::Relaxed);
@@ -110,7 +110,7 @@ impl<S: Source> Heap<S> {
         if len > self.mmap_threshold() && len <= MMAP_THRESHOLD_MAX && !self.mmap_fixed.load(Ordering::Relaxed) {
             self.mmap_threshold.fetch_max(len, Ordering::Relaxed);
         }
-        self.pages.clear(base, len);
+        self.source.pages().clear(base, len);
         self.source.unmap(base, len);
         self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
         self.counters.mapped_blocks.fetch_sub(1, Ordering::Relaxed);
@@ -138,8 +138,8 @@ impl<S: Source> Heap<S> {
         let secret = self.secret();
         if offset == MAPPED_OFFSET {
             if let Some(nb) = self.source.remap(base, len, new_len) {
-                self.pages.clear(base, len);
-                if !self.pages.mark(&self.source, nb, new_len) {
+                self.source.pages().clear(base, len);
+                if !self.source.pages().mark(&self.source, nb, new_len, self.tag) {
                     fatal("realloc", "out of memory for the page map after moving", p);
                 }
                 let q = nb + offset;
@@ -147,7 +147,7 @@ impl<S: Source> Heap<S> {
                 // address.
                 unsafe { block::store(q - HEADER, block::seal(q - HEADER, new_len as u64 | MAPPED | IN_USE, secret)) };
                 self.note_os_returned(len);
-                self.note_os(nb, new_len);
+                self.note_os(new_len);
                 self.counters.mapped_bytes.fetch_add(new_len, Ordering::Relaxed);
                 self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
                 self.note_held();

@@ -25,7 +25,6 @@ use crate::block::{self, FLIP_CHECKED, FLIP_IN_USE_QUICK, CHECKED, HEADER, IN_US
 use crate::config::{round_up, ALIGNMENT, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, TRIM_DECAY_MS, TRIM_THRESHOLD};
 use crate::counters::HeapCounters;
 use crate::os;
-use crate::pagemap::PageMap;
 use crate::size_class::{alloc_block_size, block_size, class_of, quick_class_of_block, quick_class_of_request, NUM_QUICK};
 use crate::source::Source;
 use crate::sync::{Guard, Lock};
@@ -71,6 +70,22 @@ pub struct Usage {
     pub mapped_blocks: usize,
 }
 
+impl Usage {
+    /// The sum of two heaps' usage.
+    pub fn add(&self, o: &Usage) -> Usage {
+        Usage {
+            heap_bytes: self.heap_bytes + o.heap_bytes,
+            free_bytes: self.free_bytes + o.free_bytes,
+            free_blocks: self.free_blocks + o.free_blocks,
+            top_bytes: self.top_bytes + o.top_bytes,
+            quick_bytes: self.quick_bytes + o.quick_bytes,
+            quick_blocks: self.quick_blocks + o.quick_blocks,
+            mapped_bytes: self.mapped_bytes + o.mapped_bytes,
+            mapped_blocks: self.mapped_blocks + o.mapped_blocks,
+        }
+    }
+}
+
 /// A heap over a source of memory. The process-wide allocator is one `Heap<OsSource>`; tests
 /// make their own over memory they own.
 pub struct Heap<S: Source> {
@@ -88,13 +103,8 @@ pub struct Heap<S: Source> {
     /// carving counted up to the bytes parked on the quick lists at the time: the sign that
     /// parked quick blocks are not what the program asks for.
     carved_since_consolidation: AtomicUsize,
-    /// Which pages the heap owns (segments and mappings).
-    pages: PageMap,
-    /// Lowest and highest address of any memory the heap obtained: a cheap plausibility test for
-    /// decoded links.
-    lo: AtomicUsize,
-    /// See `lo`.
-    hi: AtomicUsize,
+    /// This heap's tag in the source's page map (several heaps may share a source).
+    tag: u8,
     /// The growable segment's descriptor (or `NO_SEGMENT`), for the cheap ownership test of
     /// `validate`. Published after the segment's pages are marked; never unpublished (segments
     /// are never unmapped whole).
@@ -121,6 +131,13 @@ impl<S: Source> Heap<S> {
     /// A heap over `source`. With `secret == 0` the check key is drawn from the kernel on first
     /// use; tests pass their own.
     pub const fn new(source: S, secret: u64) -> Self {
+        Self::with_tag(source, secret, 1)
+    }
+
+    /// A heap over `source` whose pages carry `tag` (not 0) in the source's page map: one of
+    /// several heaps drawing from one source, which must each have their own tag and share the
+    /// secret (see [`Heap::share_secret`]).
+    pub const fn with_tag(source: S, secret: u64, tag: u8) -> Self {
         Heap {
             source,
             secret: AtomicU64::new(secret),
@@ -128,9 +145,7 @@ impl<S: Source> Heap<S> {
             quick: [const { Lock::new(QuickList::new()) }; NUM_QUICK],
             quick_bytes: AtomicUsize::new(0),
             carved_since_consolidation: AtomicUsize::new(0),
-            pages: PageMap::new(),
-            lo: AtomicUsize::new(usize::MAX),
-            hi: AtomicUsize::new(0),
+            tag,
             seg_view: AtomicPtr::new(&NO_SEGMENT as *const Segment as *mut Segment),
             mmap_threshold: AtomicUsize::new(MMAP_THRESHOLD),
             mmap_fixed: AtomicBool::new(false),
@@ -148,7 +163,20 @@ impl<S: Source> Heap<S> {
         self.secret.load(Ordering::Relaxed)
     }
 
-    fn init_secret(&self) -> u64 {
+    /// This heap's tag in its source's page map.
+    #[inline(always)]
+    pub fn tag(&self) -> u8 {
+        self.tag
+    }
+
+    /// Gives this heap the secret of another heap of the same source, before either hands out a
+    /// block: a block's header is then checked alike whichever heap reads it.
+    pub fn share_secret(&self, secret: u64) {
+        let _ = self.secret.compare_exchange(0, secret, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The secret, drawn from the kernel if the heap has none yet.
+    pub fn init_secret(&self) -> u64 {
         let s = self.secret.load(Ordering::Relaxed);
         if s != 0 {
             return s;
@@ -196,9 +224,7 @@ impl<S: Source> Heap<S> {
         &self.source
     }
 
-    fn note_os(&self, start: usize, len: usize) {
-        self.lo.fetch_min(start, Ordering::Relaxed);
-        self.hi.fetch_max(start + len, Ordering::Relaxed);
+    fn note_os(&self, len: usize) {
         let now = self.counters.os_bytes.fetch_add(len, Ordering::Relaxed) + len;
         self.counters.os_peak.fetch_max(now, Ordering::Relaxed);
     }

@@ -271,7 +271,7 @@ impl<S: Source> Heap<S> {
             core.insert_range(t, size - excess, purged);
             core.heap_bytes -= excess;
             core.reclaim.top_touched = core.reclaim.top_touched.min(core.fence);
-            self.pages.clear(core.fence + WORD, excess);
+            self.source.pages().clear(core.fence + WORD, excess);
             excess
         };
         self.note_os_returned(excess);

@@ -11,19 +11,19 @@ use super::Heap;
 
 /// Where a block that must move goes, and where the old one returns: the heap itself, or a thread
 /// cache in front of it (the C surface's `realloc` moves blocks through the caller's cache).
-pub trait Mover {
+pub trait Mover<S: Source> {
     /// Allocates `n` bytes; `None` when the request is impossible or memory is exhausted.
     fn allocate(&mut self, n: usize) -> Option<usize>;
-    /// Frees the live block `p`, whose header `h` the heap validated.
-    fn release(&mut self, p: usize, h: u64);
+    /// Frees the live block `p` of `owner`, whose header `h` it validated.
+    fn release(&mut self, owner: &Heap<S>, p: usize, h: u64);
 }
 
-impl<S: Source> Mover for &Heap<S> {
+impl<S: Source> Mover<S> for &Heap<S> {
     fn allocate(&mut self, n: usize) -> Option<usize> {
         self.malloc(n)
     }
-    fn release(&mut self, p: usize, h: u64) {
-        self.free_validated(p, h)
+    fn release(&mut self, owner: &Heap<S>, p: usize, h: u64) {
+        owner.free_validated(p, h)
     }
 }
 
@@ -113,7 +113,7 @@ impl<S: Source> Heap<S> {
     /// when it can, else by moving it through `via` (allocate, copy, free). `None`, and the block
     /// untouched, when memory is exhausted or `n` is impossible; a shrink never fails (a block
     /// that finds no smaller home keeps its own).
-    pub fn realloc<M: Mover>(&self, p: usize, h: u64, n: usize, via: &mut M) -> Option<Reallocated> {
+    pub fn realloc<M: Mover<S>>(&self, p: usize, h: u64, n: usize, via: &mut M) -> Option<Reallocated> {
         let _check = self.check_on_exit();
         match self.resize_in_place(p, h, n) {
             Resized::Done(q) => Some(Reallocated::InPlace(q)),
@@ -125,7 +125,7 @@ impl<S: Source> Heap<S> {
                 };
                 // SAFETY: both blocks are live and distinct; `old` bytes are readable at p.
                 unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
-                via.release(p, h);
+                via.release(self, p, h);
                 Some(Reallocated::Moved(q))
             }
         }

@@ -89,11 +89,11 @@ impl<S: Source> Heap<S> {
         let r = self.source.grow(want)?;
         let now = self.source.now_ms();
         core.reclaim.note_growth(now, self.decay_ms.load(Ordering::Relaxed));
-        if !self.pages.mark(&self.source, r.start, r.len) {
+        if !self.source.pages().mark(&self.source, r.start, r.len, self.tag) {
             self.source.shrink(r, r.len);
             return None;
         }
-        self.note_os(r.start, r.len);
+        self.note_os(r.len);
         core.heap_bytes += r.len;
         let secret = core.secret;
         // SAFETY: the region is fresh memory we own; the fences and descriptor are written before

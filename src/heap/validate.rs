@@ -43,6 +43,29 @@ impl<S: Source> Heap<S> {
         h
     }
 
+    /// Whether `p` is the user pointer of one of the last mapped blocks this heap unmapped (a
+    /// second free of one finds no page of ours: this tells a double free from a foreign pointer).
+    pub fn unmapped_recently(&self, p: usize) -> bool {
+        self.recent_unmapped.iter().any(|r| r.load(Ordering::Relaxed) == p)
+    }
+
+    /// The header of `p` if it is a live block of this heap's growable segment with an intact
+    /// header: the free hot path's test. `None` tells nothing (another heap's block, an older
+    /// segment, a mapped block, a misuse): the caller then takes the slow path, which judges.
+    #[inline(always)]
+    pub fn validate_local(&self, p: usize) -> Option<u64> {
+        let b = p.wrapping_sub(HEADER);
+        let seg = self.seg_view.load(Ordering::Acquire);
+        // SAFETY: seg_view always points at a live descriptor (NO_SEGMENT or a segment's).
+        let len = unsafe { (*seg).len.load(Ordering::Acquire) };
+        if p & (ALIGNMENT - 1) != 0 || b.wrapping_sub(seg as usize) >= len {
+            return None;
+        }
+        // SAFETY: the word lies in the growable segment, which is mapped.
+        let h = unsafe { block::load(b) };
+        (block::is_sealed(b, h, self.secret()) && block::state_of(h) == IN_USE).then_some(h)
+    }
+
     /// Whether the word at `addr` lies in memory the heap owns: a range check for the growable
     /// segment (where most blocks live), the page map for everything else.
     #[inline(always)]
@@ -50,16 +73,16 @@ impl<S: Source> Heap<S> {
         let seg = self.seg_view.load(Ordering::Acquire);
         // SAFETY: seg_view always points at a live descriptor (NO_SEGMENT or a segment's).
         let len = unsafe { (*seg).len.load(Ordering::Acquire) };
-        addr.wrapping_sub(seg as usize) < len || self.pages.contains(addr)
+        addr.wrapping_sub(seg as usize) < len || self.source.pages().owner(addr) == self.tag
     }
 
     #[cold]
     #[inline(never)]
-    pub(super) fn reject_pointer(&self, p: usize, func: &str) -> ! {
+    pub fn reject_pointer(&self, p: usize, func: &str) -> ! {
         if p & (ALIGNMENT - 1) != 0 {
             fatal(func, "invalid pointer (misaligned)", p);
         }
-        if self.recent_unmapped.iter().any(|r| r.load(Ordering::Relaxed) == p) {
+        if self.unmapped_recently(p) {
             fatal(func, "double free of mapped block (already unmapped)", p);
         }
         fatal(func, "invalid pointer (not allocated by my_alloc)", p)
@@ -124,13 +147,11 @@ impl<S: Source> Heap<S> {
         Located::Unknown
     }
 
-    /// Whether the address lies in the heap's overall span (for decoded link checks).
+    /// Whether the address lies in the span of the memory of the heaps of this heap's source
+    /// (for decoded link checks).
     #[inline(always)]
     pub fn plausible(&self, p: usize) -> bool {
-        // lo only falls and hi only rises, so any pair of loads describes a span that covers every
-        // block another thread could have linked before we read the link.
-        let lo = self.lo.load(Ordering::Relaxed);
-        p & (ALIGNMENT - 1) == 0 && p.wrapping_sub(lo) < self.hi.load(Ordering::Relaxed).wrapping_sub(lo)
+        self.source.pages().plausible(p, ALIGNMENT)
     }
 
     /// Decodes the link stored in the `QUICK` block at user pointer `p`, aborting if it is not a

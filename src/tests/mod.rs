@@ -20,6 +20,8 @@ const SECRET: u64 = 0x5eed_0f_a110c_u64 | 1;
 /// exhaustion.
 struct TestSource {
     state: Mutex<ArenaState>,
+    /// The page map of the heaps over this source.
+    pages: crate::pagemap::PageMap,
 }
 
 struct ArenaState {
@@ -45,6 +47,7 @@ impl TestSource {
         let base = unsafe { alloc_zeroed(layout) } as usize;
         assert_ne!(base, 0);
         TestSource {
+            pages: crate::pagemap::PageMap::new(),
             state: Mutex::new(ArenaState { base, cap, used: 0, budget: usize::MAX, gap_next: false, maps: BTreeMap::new(), now_ms: 0, purged: 0, purged_pages: Default::default() }),
         }
     }
@@ -155,6 +158,9 @@ unsafe impl Source for TestSource {
     fn now_ms(&self) -> u64 {
         self.state.lock().unwrap().now_ms
     }
+    fn pages(&self) -> &crate::pagemap::PageMap {
+        &self.pages
+    }
     fn purge(&self, addr: usize, len: usize) {
         assert_eq!(addr % PAGE, 0);
         assert_eq!(len % PAGE, 0);
@@ -170,7 +176,7 @@ fn new_heap(cap: usize) -> Box<Heap<TestSource>> {
     Box::new(Heap::new(TestSource::new(cap), SECRET))
 }
 
-fn usable(h: &Heap<TestSource>, p: usize) -> usize {
+fn usable<S: Source>(h: &Heap<S>, p: usize) -> usize {
     h.usable_size(p)
 }
 

@@ -1,7 +1,8 @@
-//! A model-based randomized test: random operations through what ships — thread caches in front
-//! of the heap, the heap's one `realloc` moving blocks through a cache, aligned allocation, and
-//! blocks freed by another thread's cache — checked against a shadow of every live block (no
-//! overlap, contents intact, sizes and alignment honoured) and against the heap's invariants.
+//! A model-based randomized test: random operations through what ships — two arenas over one
+//! source, a thread cache in front of each, the heap's one `realloc` moving blocks through a cache,
+//! aligned allocation, and blocks freed through the cache of the arena that does not own them —
+//! checked against a shadow of every live block (no overlap, contents intact, sizes and alignment
+//! honoured) and against both arenas' invariants.
 
 use super::*;
 use crate::tcache::{Cached, ThreadCache};
@@ -17,13 +18,13 @@ struct Model {
 }
 
 impl Model {
-    fn add(&mut self, h: &Heap<TestSource>, p: usize, n: usize, tag: u8, align: usize) {
+    fn add<S: Source>(&mut self, arenas: &[&Heap<S>], p: usize, n: usize, tag: u8, align: usize) {
         assert_eq!(p % align, 0, "alignment {align} broken for {p:#x}");
-        let u = usable(h, p);
+        let u = usable(owner(arenas, p), p);
         assert!(u >= n, "usable {u} < requested {n}");
         // No overlap with the neighbours in address order.
         if let Some((&q, l)) = self.live.range(..p).next_back() {
-            assert!(q + usable(h, q).max(l.n) <= p - block::HEADER, "{q:#x} overlaps {p:#x}");
+            assert!(q + usable(owner(arenas, q), q).max(l.n) <= p - block::HEADER, "{q:#x} overlaps {p:#x}");
         }
         if let Some((&q, _)) = self.live.range(p..).next() {
             assert!(p + u <= q - 8, "{p:#x} overlaps {q:#x}");
@@ -45,29 +46,37 @@ impl Model {
     }
 }
 
+/// The arena that owns the block at `p`, by its page-map tag.
+fn owner<'a, S: Source>(arenas: &[&'a Heap<S>], p: usize) -> &'a Heap<S> {
+    let tag = arenas[0].source().pages().owner(p - block::HEADER);
+    arenas.iter().find(|a| a.tag() == tag).copied().unwrap_or_else(|| panic!("{p:#x} belongs to no arena (tag {tag})"))
+}
+
 fn model_run(seed: u64, steps: usize, check_every: usize) {
-    let h = new_heap(512 << 20);
-    let h = &*h;
+    let src = TestSource::new(1 << 30);
+    let (a, b) = (Heap::with_tag(&src, SECRET, 1), Heap::with_tag(&src, SECRET, 2));
+    let arenas = [&a, &b];
     let mut rng = Rng(seed);
     let mut m = Model { live: BTreeMap::new() };
-    // This thread's cache, and another thread's, which frees some of the blocks this one
-    // allocated (and allocates some itself).
+    // A thread's cache on arena a, and another thread's on arena b, which frees some of the
+    // blocks the first allocated, and the other way round.
     let mut mine = Box::new(ThreadCache::new());
     let mut other = Box::new(ThreadCache::new());
     for step in 0..steps {
         let tag = (step % 251) as u8 + 1;
-        let tc: &mut ThreadCache = if rng.below(8) == 0 { &mut other } else { &mut mine };
+        let (tc, h): (&mut ThreadCache, &Heap<&TestSource>) = if rng.below(8) == 0 { (&mut other, &b) } else { (&mut mine, &a) };
         match rng.below(100) {
             0..=39 => {
                 let n = rng.size();
                 let p = tc.malloc(h, n).unwrap();
-                m.add(h, p, n, tag, ALIGNMENT);
+                m.add(&arenas, p, n, tag, ALIGNMENT);
             }
             40..=64 => {
                 if let Some(p) = m.pick(&mut rng) {
                     m.take(p);
-                    let hdr = h.validate(p, "free");
-                    tc.free(h, p, hdr);
+                    let o = owner(&arenas, p);
+                    let hdr = o.validate(p, "free");
+                    tc.free_to(h, o, p, hdr);
                 }
             }
             65..=79 => {
@@ -75,29 +84,30 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
                     let old = m.take(p);
                     let n = if rng.below(2) == 0 { rng.size() } else { old.n + rng.below(64) };
                     let n = n.max(1);
-                    let hdr = h.validate(p, "realloc");
-                    let q = match h.realloc(p, hdr, n, &mut Cached { cache: tc, heap: h }).unwrap() {
+                    let o = owner(&arenas, p);
+                    let hdr = o.validate(p, "realloc");
+                    let q = match o.realloc(p, hdr, n, &mut Cached { cache: tc, heap: h }).unwrap() {
                         Reallocated::InPlace(q) | Reallocated::Moved(q) => q,
                     };
                     assert!(holds(q, old.n.min(n), old.tag), "realloc lost contents");
-                    m.add(h, q, n, tag, ALIGNMENT);
+                    m.add(&arenas, q, n, tag, ALIGNMENT);
                 }
             }
             80..=87 => {
                 let align = 1usize << (4 + rng.below(10));
                 let n = rng.size();
                 let p = h.memalign(align, n).unwrap();
-                m.add(h, p, n, tag, align);
+                m.add(&arenas, p, n, tag, align);
             }
             88..=93 => {
                 // Without a cache (checking mode, or a thread being torn down): the heap directly.
                 if rng.below(2) == 0 {
                     let n = rng.size();
                     let p = h.malloc(n).unwrap();
-                    m.add(h, p, n, tag, ALIGNMENT);
+                    m.add(&arenas, p, n, tag, ALIGNMENT);
                 } else if let Some(p) = m.pick(&mut rng) {
                     m.take(p);
-                    h.free(p);
+                    owner(&arenas, p).free(p);
                 }
             }
             94..=96 => {
@@ -113,7 +123,7 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
                 let n = rng.below(QUICK_MAX_REQUEST.min(2000)) + 1;
                 let batch: Vec<usize> = (0..rng.below(64) + 1).map(|_| tc.malloc(h, n).unwrap()).collect();
                 for &p in &batch {
-                    m.add(h, p, n, tag, ALIGNMENT);
+                    m.add(&arenas, p, n, tag, ALIGNMENT);
                 }
                 for &p in &batch {
                     m.take(p);
@@ -123,27 +133,33 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
             }
         }
         if step % check_every == 0 {
-            if let Err(e) = h.check() {
-                panic!("seed {seed} step {step}: {e}");
+            for h in arenas {
+                if let Err(e) = h.check() {
+                    panic!("seed {seed} step {step}, arena {}: {e}", h.tag());
+                }
             }
         }
     }
-    h.check().unwrap();
     let keys: Vec<usize> = m.live.keys().copied().collect();
     for p in keys {
         m.take(p);
-        let hdr = h.validate(p, "free");
-        mine.free(h, p, hdr);
+        let o = owner(&arenas, p);
+        let hdr = o.validate(p, "free");
+        mine.free_to(&a, o, p, hdr);
     }
-    mine.flush_everything(h);
-    other.flush_everything(h);
-    let r = h.check().unwrap();
-    assert_eq!(r.in_use_blocks, 0);
-    assert_eq!(r.quick_blocks, r.listed_quick_blocks, "a flushed cache still holds blocks");
-    assert_eq!(h.source().mappings(), 0);
-    assert!(h.trim(0) || r.heap_bytes <= TRIM_THRESHOLD + (1 << 20));
-    let r = h.check().unwrap();
-    assert_eq!(r.free_blocks, 1, "after freeing everything the heap is one free block");
+    mine.flush_everything(&a);
+    other.flush_everything(&b);
+    for h in arenas {
+        let r = h.check().unwrap();
+        assert_eq!(r.in_use_blocks, 0);
+        assert_eq!(r.quick_blocks, r.listed_quick_blocks, "a flushed cache still holds blocks");
+        // Whether trimming gives anything back depends on where the arenas' segments fell in
+        // the source (only the last one can shrink); what it leaves must be whole free blocks.
+        let _ = h.trim(0);
+        let r = h.check().unwrap();
+        assert!(r.free_blocks <= r.segments, "after freeing everything each segment is one free block");
+    }
+    assert_eq!(src.mappings(), 0);
 }
 
 #[test]
@@ -163,16 +179,24 @@ fn concurrent_threads_keep_the_heap_consistent() {
     if !crate::config::THREAD_SAFE {
         return; // a single-threaded build has no locks to test
     }
-    let h: &'static Heap<TestSource> = Box::leak(new_heap(1 << 30));
-    // Blocks each thread hands to the next one, which frees them: frees from another thread's
-    // cache, as in a producer and a consumer.
+    // Two arenas over one source, two threads on each; every thread hands some of its blocks to
+    // the next one, which frees them: frees into a cache of the same arena and of the other one.
+    let src: &'static TestSource = Box::leak(Box::new(TestSource::new(1 << 30)));
+    let arenas: &'static [Heap<&'static TestSource>; 2] = Box::leak(Box::new([Heap::with_tag(src, SECRET, 1), Heap::with_tag(src, SECRET, 2)]));
     let handoff: &'static Mutex<Vec<Vec<(usize, usize, u8)>>> = Box::leak(Box::new(Mutex::new(vec![Vec::new(); 4])));
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             std::thread::spawn(move || {
+                let all = [&arenas[0], &arenas[1]];
+                let h = all[t as usize % 2];
                 let mut tc = Box::new(ThreadCache::new());
                 let mut rng = Rng(t + 11);
                 let mut mine: Vec<(usize, usize, u8)> = Vec::new();
+                let free = |tc: &mut ThreadCache, p: usize| {
+                    let o = owner(&all, p);
+                    let hdr = o.validate(p, "free");
+                    tc.free_to(h, o, p, hdr);
+                };
                 for i in 0..30_000 {
                     if mine.len() < 200 && rng.below(3) != 0 {
                         let n = rng.size().min(100_000);
@@ -186,34 +210,29 @@ fn concurrent_threads_keep_the_heap_consistent() {
                         match rng.below(8) {
                             0 | 1 => {
                                 let m = rng.size().min(100_000).max(1);
-                                let hdr = h.validate(p, "realloc");
-                                let q = match h.realloc(p, hdr, m, &mut Cached { cache: &mut tc, heap: h }).unwrap() {
+                                let o = owner(&all, p);
+                                let hdr = o.validate(p, "realloc");
+                                let q = match o.realloc(p, hdr, m, &mut Cached { cache: &mut tc, heap: h }).unwrap() {
                                     Reallocated::InPlace(q) | Reallocated::Moved(q) => q,
                                 };
                                 assert!(holds(q, n.min(m), tag));
-                                let hdr = h.validate(q, "free");
-                                tc.free(h, q, hdr);
+                                free(&mut tc, q);
                             }
                             2 => handoff.lock().unwrap()[(t as usize + 1) % 4].push((p, n, tag)),
-                            _ => {
-                                let hdr = h.validate(p, "free");
-                                tc.free(h, p, hdr);
-                            }
+                            _ => free(&mut tc, p),
                         }
                     }
                     if i % 64 == 0 {
                         let theirs = std::mem::take(&mut handoff.lock().unwrap()[t as usize]);
                         for (p, n, tag) in theirs {
                             assert!(holds(p, n, tag), "a block handed over changed");
-                            let hdr = h.validate(p, "free");
-                            tc.free(h, p, hdr);
+                            free(&mut tc, p);
                         }
                     }
                 }
                 for (p, n, tag) in mine {
                     assert!(holds(p, n, tag));
-                    let hdr = h.validate(p, "free");
-                    tc.free(h, p, hdr);
+                    free(&mut tc, p);
                 }
                 tc.flush_everything(h);
             })
@@ -222,10 +241,14 @@ fn concurrent_threads_keep_the_heap_consistent() {
     for t in threads {
         t.join().unwrap();
     }
+    let all = [&arenas[0], &arenas[1]];
     for (p, n, tag) in handoff.lock().unwrap().drain(..).flatten() {
         assert!(holds(p, n, tag));
-        h.free(p);
+        owner(&all, p).free(p);
     }
-    let r = h.check().unwrap();
-    assert_eq!(r.in_use_blocks, 0);
+    for h in all {
+        let r = h.check().unwrap();
+        assert_eq!(r.in_use_blocks, 0);
+        assert_eq!(r.quick_blocks, r.listed_quick_blocks);
+    }
 }
