@@ -7,42 +7,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::args::RunArgs;
 use crate::Failure;
-
-pub const HELP: &str = "\
-Usage: my_alloc run [OPTIONS] [--] PROGRAM [ARGS...]
-
-Runs PROGRAM with the my_alloc library preloaded (LD_PRELOAD, ahead of any LD_PRELOAD already
-set) and the options below passed to it as MY_ALLOC_* environment variables. my_alloc replaces
-itself with PROGRAM: the exit status and signals are PROGRAM's own.
-
-Options:                                                         (the variable each one sets)
-  --stats                print allocation statistics at exit     MY_ALLOC_STATS=1
-  --verbose              print the options in effect at start    MY_ALLOC_VERBOSE=1
-  --check                checking mode: canaries, freed-memory   MY_ALLOC_CHECK=1
-                         fill, no thread caches
-  --profile FILE         record a profile, for my_alloc report   MY_ALLOC_PROFILE=FILE
-  --mmap-threshold SIZE  size from which a block gets its own    MY_ALLOC_MMAP_THRESHOLD=SIZE
-                         mapping, at first (4K to 64M)
-  --trim-threshold SIZE  free memory at the heap's top beyond    MY_ALLOC_TRIM_THRESHOLD=SIZE
-                         which it goes back to the OS
-  --decay-ms MS          how long after the heap last grew       MY_ALLOC_DECAY_MS=MS
-                         trimming waits (0 to 3600000)
-  --lib PATH             the library to preload (default below)
-  -h, --help             print this help
-
-SIZE is a number of bytes, with an optional K, M or G suffix (powers of 1024).
-Options go before PROGRAM; everything from PROGRAM on is passed to it unchanged.
-
-The library, if --lib is not given: $MY_ALLOC_LIB, else <dir of my_alloc>/../lib/libmy_alloc.so.0
-(installed), else <dir of my_alloc>/libmy_alloc.so (the build tree, target/release/).
-
-Exit status: PROGRAM's; 2 for a usage error; 125 if the library cannot be used; 126 if PROGRAM
-cannot be executed; 127 if PROGRAM is not found.
-
-Example:
-  my_alloc run --stats --profile py.prof -- python3 script.py
-";
 
 /// Exit statuses of `run` itself (as env(1) and timeout(1) use them).
 pub const EXIT_NO_LIBRARY: i32 = 125;
@@ -62,137 +28,52 @@ pub struct Plan {
     pub args: Vec<OsString>,
 }
 
-/// The parsed command line: a plan, or a request for help.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    Help,
-    Run(Plan),
-}
-
 fn usage(message: String) -> Failure {
     Failure::usage(format!("run: {message} (try 'my_alloc run --help')"))
 }
 
-/// Parses `run`'s arguments (after the word `run`).
-pub fn parse_args(args: &[OsString], cwd: &Path) -> Result<Parsed, Failure> {
+/// What the parsed options ask for: the variables in a fixed order, the program and its words.
+pub fn plan(args: RunArgs, cwd: &Path) -> Result<Plan, Failure> {
     let mut env: Vec<(&'static str, OsString)> = Vec::new();
-    let mut lib = None;
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        let bytes = arg.as_bytes();
-        if bytes == b"--" {
-            i += 1;
-            break;
+    for (on, var) in [
+        (args.stats, "MY_ALLOC_STATS"),
+        (args.verbose, "MY_ALLOC_VERBOSE"),
+        (args.check, "MY_ALLOC_CHECK"),
+    ] {
+        if on {
+            env.push((var, "1".into()));
         }
-        if !bytes.starts_with(b"-") || bytes == b"-" {
-            break;
-        }
-        // `--name=value` or `--name value`.
-        let (name, inline_value) = match bytes.iter().position(|&b| b == b'=') {
-            Some(eq) if bytes.starts_with(b"--") => (
-                String::from_utf8_lossy(&bytes[..eq]).into_owned(),
-                Some(OsStr::from_bytes(&bytes[eq + 1..]).to_os_string()),
-            ),
-            _ => (arg.to_string_lossy().into_owned(), None),
-        };
-        let flag =
-            |var: &'static str, env: &mut Vec<(&'static str, OsString)>| -> Result<(), Failure> {
-                if inline_value.is_some() {
-                    return Err(usage(format!("option '{name}' takes no value")));
-                }
-                env.push((var, "1".into()));
-                Ok(())
-            };
-        let mut value = || -> Result<OsString, Failure> {
-            if let Some(v) = &inline_value {
-                return Ok(v.clone());
-            }
-            i += 1;
-            args.get(i)
-                .cloned()
-                .ok_or_else(|| usage(format!("option '{name}' needs a value")))
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--stats" => flag("MY_ALLOC_STATS", &mut env)?,
-            "--verbose" => flag("MY_ALLOC_VERBOSE", &mut env)?,
-            "--check" => flag("MY_ALLOC_CHECK", &mut env)?,
-            "--profile" => {
-                let file = value()?;
-                if file.is_empty() {
-                    return Err(usage("--profile needs a file name".to_string()));
-                }
-                // Absolute, so that the program changing directory does not move the profile.
-                let path = cwd.join(&file);
-                if path.as_os_str().len() > PROFILE_PATH_MAX {
-                    return Err(usage(format!(
-                        "--profile path is {} bytes long as an absolute path; the library takes at most {PROFILE_PATH_MAX}",
-                        path.as_os_str().len()
-                    )));
-                }
-                env.push(("MY_ALLOC_PROFILE", path.into_os_string()));
-            }
-            "--mmap-threshold" => {
-                let v = size_value(&name, &value()?, 4096, 64 << 20)?;
-                env.push(("MY_ALLOC_MMAP_THRESHOLD", v.to_string().into()));
-            }
-            "--trim-threshold" => {
-                let v = size_value(&name, &value()?, 0, (usize::MAX / 2) as u64)?;
-                env.push(("MY_ALLOC_TRIM_THRESHOLD", v.to_string().into()));
-            }
-            "--decay-ms" => {
-                let v = size_value(&name, &value()?, 0, 3_600_000)?;
-                env.push(("MY_ALLOC_DECAY_MS", v.to_string().into()));
-            }
-            "--lib" => {
-                let path = value()?;
-                if path.is_empty() {
-                    return Err(usage("--lib needs a path".to_string()));
-                }
-                lib = Some(PathBuf::from(path));
-            }
-            _ => return Err(usage(format!("unknown option '{name}'"))),
-        }
-        i += 1;
     }
-    let Some(program) = args.get(i) else {
+    if let Some(file) = args.profile {
+        // Absolute, so that the program changing directory does not move the profile.
+        let path = cwd.join(file);
+        if path.as_os_str().len() > PROFILE_PATH_MAX {
+            return Err(usage(format!(
+                "--profile path is {} bytes long as an absolute path; the library takes at most {PROFILE_PATH_MAX}",
+                path.as_os_str().len()
+            )));
+        }
+        env.push(("MY_ALLOC_PROFILE", path.into_os_string()));
+    }
+    for (value, var) in [
+        (args.mmap_threshold, "MY_ALLOC_MMAP_THRESHOLD"),
+        (args.trim_threshold, "MY_ALLOC_TRIM_THRESHOLD"),
+        (args.decay_ms, "MY_ALLOC_DECAY_MS"),
+    ] {
+        if let Some(n) = value {
+            env.push((var, n.to_string().into()));
+        }
+    }
+    let mut words = args.command.into_iter();
+    let Some(program) = words.next() else {
         return Err(usage("no PROGRAM to run".to_string()));
     };
-    Ok(Parsed::Run(Plan {
+    Ok(Plan {
         env,
-        lib,
-        program: program.clone(),
-        args: args[i + 1..].to_vec(),
-    }))
-}
-
-/// Parses a size the way the library does (digits, then an optional K, M or G: powers of 1024)
-/// and checks it against the library's bounds, so that a bad value fails here, at once.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let (digits, unit) = match text.as_bytes().last()? {
-        b'k' | b'K' => (&text[..text.len() - 1], 1u64 << 10),
-        b'm' | b'M' => (&text[..text.len() - 1], 1 << 20),
-        b'g' | b'G' => (&text[..text.len() - 1], 1 << 30),
-        _ => (text, 1),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(unit)
-}
-
-fn size_value(name: &str, value: &OsStr, min: u64, max: u64) -> Result<u64, Failure> {
-    let text = value.to_string_lossy();
-    match parse_size(&text) {
-        Some(n) if n >= min && n <= max => Ok(n),
-        Some(_) => Err(usage(format!(
-            "{name} {text} is out of range ({min} to {max})"
-        ))),
-        None => Err(usage(format!(
-            "{name} needs a number (with an optional K, M or G), not '{text}'"
-        ))),
-    }
+        lib: args.lib,
+        program,
+        args: words.collect(),
+    })
 }
 
 /// Where the library is looked for when neither --lib nor MY_ALLOC_LIB names it: installed next
@@ -336,32 +217,48 @@ pub fn exec(plan: Plan) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::Cli;
+    use clap::Parser;
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
     }
 
-    fn plan(args: &[&str]) -> Plan {
-        match parse_args(&os(args), Path::new("/home/user")) {
-            Ok(Parsed::Run(p)) => p,
-            other => panic!("{args:?}: {other:?}"),
+    /// `run`'s arguments through clap, then into a plan.
+    fn parse(args: &[&str]) -> Result<Plan, String> {
+        let argv = ["my_alloc", "run"].into_iter().chain(args.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: crate::args::Command::Run(run),
+            }) => plan(run, Path::new("/home/user")).map_err(|f| {
+                assert_eq!(f.code, 2, "{}", f.message);
+                f.message
+            }),
+            Ok(other) => panic!("{args:?}: {other:?}"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+                Err(crate::usage::one_line(&e, Some("run")))
+            }
         }
     }
 
+    fn plan_of(args: &[&str]) -> Plan {
+        parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
     fn usage_error(args: &[&str]) -> String {
-        match parse_args(&os(args), Path::new("/home/user")) {
-            Err(f) => {
-                assert_eq!(f.code, 2, "{}", f.message);
-                assert!(!f.message.contains('\n'), "{}", f.message);
-                f.message
+        match parse(args) {
+            Err(message) => {
+                assert!(!message.contains('\n'), "{message}");
+                message
             }
-            other => panic!("{args:?}: {other:?}"),
+            Ok(p) => panic!("{args:?}: {p:?}"),
         }
     }
 
     #[test]
     fn options_become_variables() {
-        let p = plan(&[
+        let p = plan_of(&[
             "--stats",
             "--verbose",
             "--check",
@@ -379,23 +276,22 @@ mod tests {
             "-a",
             "--stats",
         ]);
-        let env: Vec<(&str, &str)> = p
+        let env: Vec<(&str, String)> = p
             .env
             .iter()
-            .map(|(k, v)| (*k, v.to_str().unwrap()))
+            .map(|(k, v)| (*k, v.to_string_lossy().into_owned()))
             .collect();
-        assert_eq!(
-            env,
-            vec![
-                ("MY_ALLOC_STATS", "1"),
-                ("MY_ALLOC_VERBOSE", "1"),
-                ("MY_ALLOC_CHECK", "1"),
-                ("MY_ALLOC_PROFILE", "/home/user/out.prof"),
-                ("MY_ALLOC_MMAP_THRESHOLD", "1048576"),
-                ("MY_ALLOC_TRIM_THRESHOLD", "0"),
-                ("MY_ALLOC_DECAY_MS", "250"),
-            ]
-        );
+        let want = [
+            ("MY_ALLOC_STATS", "1"),
+            ("MY_ALLOC_VERBOSE", "1"),
+            ("MY_ALLOC_CHECK", "1"),
+            ("MY_ALLOC_PROFILE", "/home/user/out.prof"),
+            ("MY_ALLOC_MMAP_THRESHOLD", "1048576"),
+            ("MY_ALLOC_TRIM_THRESHOLD", "0"),
+            ("MY_ALLOC_DECAY_MS", "250"),
+        ];
+        let want: Vec<(&str, String)> = want.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        assert_eq!(env, want);
         assert_eq!(p.lib.as_deref(), Some(Path::new("/x/lib.so")));
         assert_eq!(p.program, "prog");
         assert_eq!(p.args, os(&["-a", "--stats"]));
@@ -403,7 +299,7 @@ mod tests {
 
     #[test]
     fn program_without_double_dash_and_absolute_profile() {
-        let p = plan(&["--profile=/tmp/p.prof", "python3", "-c", "pass"]);
+        let p = plan_of(&["--profile=/tmp/p.prof", "python3", "-c", "pass"]);
         assert_eq!(
             p.env,
             vec![("MY_ALLOC_PROFILE", OsString::from("/tmp/p.prof"))]
@@ -413,41 +309,56 @@ mod tests {
     }
 
     #[test]
-    fn help() {
+    fn everything_from_program_on_is_the_programs() {
+        // Even the command's own options, and a second `--`.
+        let p = plan_of(&["prog", "--stats", "--", "-h", "--lib", "x"]);
+        assert!(p.env.is_empty(), "{:?}", p.env);
+        assert_eq!(p.lib, None);
+        assert_eq!(p.args, os(&["--stats", "--", "-h", "--lib", "x"]));
+        let p = plan_of(&["--", "--looks-like-an-option", "-x"]);
+        assert_eq!(p.program, "--looks-like-an-option");
+        assert_eq!(p.args, os(&["-x"]));
+        // An option given twice: the last one counts, as before.
+        let p = plan_of(&[
+            "--decay-ms",
+            "1",
+            "--decay-ms",
+            "2",
+            "--stats",
+            "--stats",
+            "true",
+        ]);
         assert_eq!(
-            parse_args(&os(&["--help"]), Path::new("/")).unwrap(),
-            Parsed::Help
+            p.env,
+            vec![
+                ("MY_ALLOC_STATS", OsString::from("1")),
+                ("MY_ALLOC_DECAY_MS", OsString::from("2"))
+            ]
         );
-        assert_eq!(
-            parse_args(&os(&["--stats", "-h", "prog"]), Path::new("/")).unwrap(),
-            Parsed::Help
-        );
+    }
+
+    #[test]
+    fn help_is_asked_for_before_program() {
+        for args in [&["--help"][..], &["--stats", "-h", "prog"]] {
+            let argv = ["my_alloc", "run"].into_iter().chain(args.iter().copied());
+            let e = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
+        }
     }
 
     #[test]
     fn usage_errors_are_one_line() {
-        assert!(usage_error(&["--bogus", "--", "true"]).contains("unknown option '--bogus'"));
-        assert!(usage_error(&["--stats"]).contains("no PROGRAM"));
-        assert!(usage_error(&["--stats", "--"]).contains("no PROGRAM"));
-        assert!(usage_error(&["--profile"]).contains("needs a value"));
-        assert!(usage_error(&["--stats=1", "true"]).contains("takes no value"));
-        assert!(usage_error(&["--mmap-threshold", "12x", "true"]).contains("needs a number"));
+        assert!(usage_error(&["--bogus", "--", "true"]).contains("unexpected argument '--bogus'"));
+        assert!(usage_error(&["--stats"]).contains("<PROGRAM>"));
+        assert!(usage_error(&["--stats", "--"]).contains("<PROGRAM>"));
+        assert!(usage_error(&["--profile"]).contains("a value is required for '--profile <FILE>'"));
+        assert!(usage_error(&["--stats=1", "true"]).contains("unexpected value '1' for '--stats'"));
+        assert!(usage_error(&["--mmap-threshold", "12x", "true"]).contains("invalid size '12x'"));
         assert!(usage_error(&["--mmap-threshold", "1K", "true"]).contains("out of range"));
         assert!(usage_error(&["--mmap-threshold", "65M", "true"]).contains("out of range"));
-        assert!(usage_error(&["--decay-ms", "-5", "true"]).contains("needs a number"));
+        assert!(usage_error(&["--decay-ms", "-5", "true"]).contains("'-5'"));
         let long = format!("--profile={}", "x".repeat(300));
         assert!(usage_error(&[&long, "true"]).contains("at most 255"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("64k"), Some(64 << 10));
-        assert_eq!(parse_size("2M"), Some(2 << 20));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        for bad in ["", "k", "12x", "-5", "+5", "1 M", "99999999999999999999999"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -272,6 +272,8 @@ fn usage_errors_exit_2_with_one_line() {
         &["run", "--bogus", "--", "true"],
         &["run", "--mmap-threshold", "lots", "--", "true"],
         &["help", "frobnicate"],
+        &["run", "--stats=1", "true"],
+        &["report", EXAMPLE, "-o", ""],
     ] {
         let o = my_alloc(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
@@ -319,6 +321,104 @@ fn help_and_version() {
     let o = my_alloc(&["--version"]);
     assert!(o.status.success());
     assert_eq!(text(&o.stdout), format!("my_alloc {lib_version}\n"));
+}
+
+#[test]
+fn help_names_every_option() {
+    let o = my_alloc(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let top = text(&o.stdout);
+    for word in ["run", "report", "--version", "Example:"] {
+        assert!(top.contains(word), "no {word:?} in:\n{top}");
+    }
+
+    for args in [&["run", "--help"][..], &["run", "-h"]] {
+        let o = my_alloc(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        let help = text(&o.stdout);
+        assert!(
+            help.starts_with("Usage: my_alloc run [OPTIONS] [--] PROGRAM [ARGS...]\n"),
+            "{help}"
+        );
+        for option in [
+            "--stats",
+            "--verbose",
+            "--check",
+            "--profile <FILE>",
+            "--mmap-threshold <SIZE>",
+            "--trim-threshold <SIZE>",
+            "--decay-ms <MS>",
+            "--lib <PATH>",
+            "-h, --help",
+            "<PROGRAM>",
+        ] {
+            assert!(help.contains(option), "{args:?}: no {option:?} in:\n{help}");
+        }
+    }
+    // The long help tells the variables, the exit statuses and where the library is looked for.
+    let help = text(&my_alloc(&["run", "--help"]).stdout);
+    for words in [
+        "MY_ALLOC_MMAP_THRESHOLD=SIZE",
+        "127 if PROGRAM is not found",
+        "$MY_ALLOC_LIB",
+    ] {
+        assert!(help.contains(words), "no {words:?} in:\n{help}");
+    }
+
+    let help = text(&my_alloc(&["report", "--help"]).stdout);
+    assert!(help.contains("-o, --output <OUT.svg>"), "{help}");
+    assert!(help.contains("<PROFILE>"), "{help}");
+}
+
+#[test]
+fn unknown_options_are_named_with_a_suggestion() {
+    let o = my_alloc(&["run", "--bogus", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.starts_with("my_alloc: run: unexpected argument '--bogus' found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("try 'my_alloc run --help')"),
+        "{stderr}"
+    );
+
+    let o = my_alloc(&["run", "--stat", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("a similar argument exists: '--stats'"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn a_bad_size_is_a_usage_error() {
+    for (args, want) in [
+        (
+            &["run", "--mmap-threshold", "12x", "--", "true"][..],
+            "invalid value '12x' for '--mmap-threshold <SIZE>': \
+             invalid size '12x': digits with an optional K, M or G suffix",
+        ),
+        (
+            &["run", "--mmap-threshold=65M", "true"],
+            "68157440 is out of range (4K to 64M)",
+        ),
+        (
+            &["run", "--trim-threshold", "1 M", "true"],
+            "invalid size '1 M'",
+        ),
+        (
+            &["run", "--decay-ms", "-5", "true"],
+            "invalid number of milliseconds '-5'",
+        ),
+    ] {
+        let o = my_alloc(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let stderr = text(&o.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -425,4 +525,42 @@ fn run_passes_exit_status_and_signals_through() {
         "{}",
         text(&o.stderr)
     );
+}
+
+#[test]
+fn run_gives_the_program_its_own_options() {
+    let Some(lib) = built_library() else { return };
+    let lib = lib.to_str().unwrap();
+
+    // After `--`, and without it: everything from PROGRAM on, even the command's own options.
+    for args in [
+        &["run", "--lib", lib, "--", "sh", "-c", "echo \"$@\"", "sh"][..],
+        &["run", "--lib", lib, "sh", "-c", "echo \"$@\"", "sh"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend([
+            "--its-own-flag",
+            "--stats",
+            "--",
+            "-h",
+            "--mmap-threshold=12x",
+        ]);
+        let o = my_alloc(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
+        assert_eq!(
+            text(&o.stdout),
+            "--its-own-flag --stats -- -h --mmap-threshold=12x\n",
+            "{args:?}"
+        );
+        // --stats went to the program, not to the library: no statistics at exit.
+        assert!(
+            !text(&o.stderr).contains("allocations"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+
+    let o = my_alloc(&["run", "--lib", lib, "/bin/echo", "--its-own-flag"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "--its-own-flag\n");
 }
