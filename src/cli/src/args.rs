@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueHint};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 use crate::size_text::parse_size;
 
@@ -65,6 +65,15 @@ const REPORT_AFTER_LONG_HELP: &str = "\
 Exit status: 0; 1 if the profile cannot be read or is malformed, or the picture cannot be
 written; 2 for a usage error.";
 
+const COMPLETIONS_AFTER_LONG_HELP: &str = "\
+The script completes the commands, their options and the shells; file names where a file is
+asked for, and after run's options, PROGRAM and its own arguments.
+
+Examples:
+  my_alloc completions bash > ~/.local/share/bash-completion/completions/my_alloc
+  my_alloc completions zsh > ~/.zfunc/_my_alloc     # with fpath=(~/.zfunc $fpath) in .zshrc
+  my_alloc completions fish > ~/.config/fish/completions/my_alloc.fish";
+
 /// The whole command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +110,12 @@ pub enum Command {
         args_override_self = true
     )]
     Report(ReportArgs),
+    /// Print a completion script for bash, zsh or fish
+    #[command(
+        after_long_help = COMPLETIONS_AFTER_LONG_HELP,
+        help_template = COMMAND_TEMPLATE
+    )]
+    Completions(CompletionsArgs),
 }
 
 /// `my_alloc run`'s options. Only long names, as before: short ones could be mistaken for the
@@ -153,6 +168,22 @@ pub struct ReportArgs {
     /// Where the picture goes (default: PROFILE with the extension .svg)
     #[arg(short, long, value_name = "OUT.svg", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
+}
+
+/// `my_alloc completions`' options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to print a script for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// The shells completion scripts are printed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// A number as the library reads it (`src/size_text.rs`, shared), within the library's bounds, so

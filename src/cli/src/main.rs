@@ -1,5 +1,5 @@
-//! The `my_alloc` command: runs programs under the my_alloc allocator (`run`) and draws the
-//! profiles the library records (`report`).
+//! The `my_alloc` command: runs programs under the my_alloc allocator (`run`), draws the profiles
+//! the library records (`report`), and prints shell completions for itself (`completions`).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -10,6 +10,7 @@ use clap::Parser;
 use args::{Cli, Command, ReportArgs};
 
 mod args;
+mod completions;
 mod profile;
 mod report;
 mod run;
@@ -76,6 +77,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             Err(run::exec(run::plan(args, &cwd)?))
         }
         Command::Report(args) => report_command(args),
+        Command::Completions(args) => completions::print(args.shell),
     }
 }
 

@@ -112,5 +112,7 @@ mod tests {
         assert!(e.contains("'--stats'"), "{e}");
         let e = error(&["run", "--profile", "", "true"]);
         assert!(e.contains("--profile <FILE>"), "{e}");
+        let e = error(&["completions", "tcsh"]);
+        assert!(e.contains("invalid value 'tcsh'"), "{e}");
     }
 }

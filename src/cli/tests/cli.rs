@@ -274,6 +274,8 @@ fn usage_errors_exit_2_with_one_line() {
         &["help", "frobnicate"],
         &["run", "--stats=1", "true"],
         &["report", EXAMPLE, "-o", ""],
+        &["completions"],
+        &["completions", "tcsh"],
     ] {
         let o = my_alloc(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
@@ -328,7 +330,7 @@ fn help_names_every_option() {
     let o = my_alloc(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
     let top = text(&o.stdout);
-    for word in ["run", "report", "--version", "Example:"] {
+    for word in ["run", "report", "completions", "--version", "Example:"] {
         assert!(top.contains(word), "no {word:?} in:\n{top}");
     }
 
@@ -418,6 +420,24 @@ fn a_bad_size_is_a_usage_error() {
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         let stderr = text(&o.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, want) in [
+        ("bash", "complete -F _my_alloc"),
+        ("zsh", "#compdef my_alloc"),
+        ("fish", "complete -c my_alloc"),
+    ] {
+        let o = my_alloc(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", text(&o.stderr));
+        let script = text(&o.stdout);
+        assert!(script.contains("my_alloc"), "{shell}");
+        assert!(script.contains(want), "{shell}: no {want:?}");
+        for option in ["mmap-threshold", "decay-ms", "output"] {
+            assert!(script.contains(option), "{shell}: no {option:?}");
+        }
     }
 }
 
