@@ -13,6 +13,7 @@ use crate::heap::{Heap, Mover, Reallocated, Usage};
 use crate::os::OsSource;
 use crate::os::{errno, set_errno};
 use crate::size_class::{quick_class_of_block, quick_class_of_request};
+use crate::tcache::ThreadCache;
 use crate::{checked, global, profile, stats, thread};
 
 // ------------------------------------------------------------------------------------------------
@@ -50,6 +51,7 @@ fn alloc_slow_inner(n: usize) -> Option<usize> {
     if checked::enabled() {
         return uncached(checked::alloc(n, ALIGNMENT));
     }
+    global::after_growth();
     let t = thread::state_or_create();
     if t.is_null() {
         return uncached(global::main_heap().malloc(n));
@@ -99,6 +101,21 @@ fn dealloc(p: *mut c_void, func: &str) {
                     return;
                 }
             }
+        }
+        return dealloc_other(p, tc, heap, func);
+    }
+    dealloc_slow(p, func)
+}
+
+/// Frees a block the thread's own fast test did not take (another arena's, an older segment's,
+/// a full bin): a sealed live block of the arena the page map names goes through the cache
+/// (to its outbox when it is another arena's); anything else to the slow path, which judges.
+#[cold]
+#[inline(never)]
+fn dealloc_other(p: usize, tc: &mut ThreadCache, heap: &'static Heap<OsSource>, func: &str) {
+    if let Some(owner) = global::tagged_owner(p) {
+        if let Some(h) = owner.validate_tagged(p) {
+            return tc.free_to(heap, owner, p, h);
         }
     }
     dealloc_slow(p, func)

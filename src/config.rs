@@ -143,3 +143,15 @@ pub const CACHE_GC_EVENTS: u32 = 64;
 pub const ARENAS_PER_CPU: usize = 4;
 /// ...and at most this many in all (a byte of the page map names the owner of each page).
 pub const MAX_ARENAS: usize = 64;
+
+/// The arenas together are checked against the process's resident budget each time the heaps
+/// have grown by this much (or by a sixteenth of what the program holds, if more): growth is
+/// when one arena may be taking memory another holds free.
+pub const BUDGET_CHECK_STEP: usize = 1024 * 1024;
+
+/// A thread sends another heap's blocks home once it holds this many of them, or this many
+/// bytes: big enough that one compare-and-swap serves many frees, small enough that a thread
+/// freeing for many heaps pins little (at most `MAX_ARENAS` such batches).
+pub const REMOTE_BATCH: u32 = 64;
+/// See `REMOTE_BATCH`.
+pub const REMOTE_BATCH_BYTES: usize = 32 * 1024;

@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::config::{ARENAS_PER_CPU, MAX_ARENAS};
+use crate::config::{ARENAS_PER_CPU, BUDGET_CHECK_STEP, MAX_ARENAS, RESIDENT_SLACK_MIN, RESIDENT_SLACK_SHARE};
 use crate::diag::fatal;
 use crate::heap::Heap;
 use crate::os::OsSource;
@@ -79,6 +79,14 @@ pub fn owner_of(p: usize, func: &str) -> &'static Heap<OsSource> {
     }
 }
 
+/// The arena the page map names as the owner of the block at user pointer `p`, if any (no
+/// diagnosis: the caller falls back to `owner_of`).
+#[inline]
+pub fn tagged_owner(p: usize) -> Option<&'static Heap<OsSource>> {
+    let tag = main_heap().source().pages().owner(p.wrapping_sub(crate::block::HEADER));
+    ARENAS.get((tag as usize).wrapping_sub(1))
+}
+
 /// Diagnoses a pointer no arena owns.
 #[cold]
 #[inline(never)]
@@ -119,4 +127,50 @@ fn tune(a: &Heap<OsSource>) {
         options::TRIM.load(Ordering::Relaxed),
         options::DECAY_MS.load(Ordering::Relaxed) as u64,
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The process-wide resident budget
+
+/// The most the program has held at once, over all arenas (sampled at each budget check).
+static HELD_PEAK: AtomicUsize = AtomicUsize::new(0);
+/// `os::grown_bytes()` at which the next budget check is due.
+static NEXT_CHECK: AtomicUsize = AtomicUsize::new(0);
+
+/// After a slow-path allocation: once the heaps have grown by another `BUDGET_CHECK_STEP`
+/// (or a sixteenth of what they hold), checks the process's resident memory against its budget.
+/// Each arena keeps its own within its own peak; this bounds their sum, which a program whose
+/// threads take turns (one arena's memory freed, then another's grown) would otherwise pile up.
+#[inline]
+pub fn after_growth() {
+    let grown = os::grown_bytes();
+    let due = NEXT_CHECK.load(Ordering::Relaxed);
+    if grown >= due && NEXT_CHECK.compare_exchange(due, usize::MAX, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        let held = keep_process_within_budget();
+        NEXT_CHECK.store(grown + BUDGET_CHECK_STEP.max(held / RESIDENT_SLACK_SHARE), Ordering::Relaxed);
+    }
+}
+
+/// Gives back, from the arenas' free memory, whatever the arenas together keep resident beyond
+/// the most the program has held plus the slack (as each arena's own budget does). Arenas whose
+/// lock is busy are skipped: they are in use. Returns the bytes held now.
+#[cold]
+fn keep_process_within_budget() -> usize {
+    let (mut held, mut resident) = (0, 0);
+    for a in arenas() {
+        if let Some(f) = a.footprint() {
+            held += f.held;
+            resident += f.resident;
+        }
+    }
+    let peak = HELD_PEAK.fetch_max(held, Ordering::Relaxed).max(held);
+    let budget = peak.saturating_add(peak / RESIDENT_SLACK_SHARE).saturating_add(RESIDENT_SLACK_MIN);
+    let mut excess = resident.saturating_sub(budget);
+    for a in arenas() {
+        if excess == 0 {
+            break;
+        }
+        excess = excess.saturating_sub(a.release_resident(excess));
+    }
+    held
 }

@@ -329,6 +329,16 @@ fn mmap_anon(hint: usize, len: usize) -> Option<usize> {
 /// Cleared for good the first time `sbrk` fails (the break hit a limit or another mapping).
 static BRK_USABLE: AtomicBool = AtomicBool::new(true);
 
+/// Bytes every heap of the process has grown by so far (never lowered): the clock of the
+/// process-wide resident budget, read on slow paths.
+static GROWN: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes every heap of the process has grown by so far.
+#[inline]
+pub fn grown_bytes() -> usize {
+    GROWN.load(Ordering::Relaxed)
+}
+
 /// The page map of every heap of the process.
 static PAGES: PageMap = PageMap::new();
 
@@ -413,6 +423,7 @@ impl Default for OsSource {
 // SAFETY: sbrk and anonymous mappings hand out fresh zeroed pages owned by nobody else.
 unsafe impl Source for OsSource {
     fn grow(&self, len: usize) -> Option<Region> {
+        GROWN.fetch_add(len, Ordering::Relaxed);
         keep_errno(|| {
             if self.use_brk && BRK_USABLE.load(Ordering::Relaxed) {
                 if let Some(r) = self.grow_brk(len) {

@@ -8,14 +8,15 @@
 //! each thread), a test's on a heap of its own.
 //!
 //! A bin holds only blocks of the cache's own heap, so that a thread's blocks stay its own. A
-//! block of another heap (freed by a thread that did not allocate it) goes to the class's outbox
-//! instead, which collects blocks of one heap and goes back to it whole, in one splice onto that
-//! heap's quick list, when it is full or must change heap.
+//! block of another heap (freed by a thread that did not allocate it) goes to that heap's outbox
+//! instead, which collects its blocks of every class and goes back whole, with one
+//! compare-and-swap onto the heap's inbox (`heap/inbox.rs`), once it holds `REMOTE_BATCH`
+//! blocks or `REMOTE_BATCH_BYTES`, and at each collection.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::block::{self, FLIP_IN_USE_QUICK};
-use crate::config::{CACHE_BYTES_PER_CLASS, CACHE_GC_EVENTS, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS};
+use crate::config::{WORD, CACHE_BYTES_PER_CLASS, CACHE_GC_EVENTS, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS, MAX_ARENAS, REMOTE_BATCH, REMOTE_BATCH_BYTES};
 use crate::heap::{Heap, Mover};
 use crate::size_class::{quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_SIZE};
 use crate::source::Source;
@@ -83,11 +84,11 @@ const fn bin_capacity(size: usize) -> u32 {
     (if n > CACHE_MAX_BLOCKS { CACHE_MAX_BLOCKS } else { n }) as u32
 }
 
-/// Blocks of one quick class freed here but owned by another heap, on their way back to it.
+/// Blocks freed here but owned by another heap, of any quick class, on their way back to it.
 struct Outbox {
     head: usize,
-    tail: usize,
     count: u32,
+    bytes: usize,
     /// The heap they belong to (its address; meaningful while `count > 0`).
     owner: usize,
 }
@@ -99,8 +100,8 @@ pub struct ThreadCache {
     pub bins: [Bin; NUM_QUICK],
     /// Refills and flushes since the last collection of idle bins.
     slow_events: u32,
-    /// One outbox per quick class.
-    outbox: [Outbox; NUM_QUICK],
+    /// One outbox per heap, by the heap's tag (two heaps with one tag take turns).
+    outbox: [Outbox; MAX_ARENAS],
     /// Blocks of other heaps freed through this cache.
     pub remote_frees: AtomicU64,
 }
@@ -117,7 +118,7 @@ impl ThreadCache {
         ThreadCache {
             bins,
             slow_events: 0,
-            outbox: [const { Outbox { head: 0, tail: 0, count: 0, owner: 0 } }; NUM_QUICK],
+            outbox: [const { Outbox { head: 0, count: 0, bytes: 0, owner: 0 } }; MAX_ARENAS],
             remote_frees: AtomicU64::new(0),
         }
     }
@@ -202,45 +203,50 @@ impl ThreadCache {
             return owner.free_validated(p, h);
         };
         let at = owner as *const Heap<S> as usize;
-        if self.outbox[c].count > 0 && self.outbox[c].owner != at {
-            self.send::<S>(c);
+        let i = (owner.tag() as usize).wrapping_sub(1) % MAX_ARENAS;
+        if self.outbox[i].count > 0 && self.outbox[i].owner != at {
+            self.send::<S>(i);
         }
         let secret = owner.secret();
-        let ob = &mut self.outbox[c];
-        // SAFETY: the caller validated p as a live block it gives up; it becomes QUICK here.
+        let ob = &mut self.outbox[i];
+        // SAFETY: the caller validated p as a live block it gives up; it becomes QUICK here,
+        // its class in its second word for `send_home` (every block has three words).
         unsafe {
             *(p as *mut usize) = block::encode_link(p, ob.head, secret);
+            *((p + WORD) as *mut usize) = c;
             block::flip_state(p - block::HEADER, FLIP_IN_USE_QUICK);
         }
         if ob.count == 0 {
-            (ob.tail, ob.owner) = (p, at);
+            ob.owner = at;
         }
         ob.head = p;
         ob.count += 1;
-        if ob.count >= self.bins[c].max {
-            self.send::<S>(c);
+        ob.bytes += QUICK_SIZE[c] as usize;
+        if ob.count >= REMOTE_BATCH || ob.bytes >= REMOTE_BATCH_BYTES {
+            self.send::<S>(i);
         }
     }
 
-    /// Sends outbox `c` back to the heap its blocks belong to.
-    fn send<S: Source>(&mut self, c: usize) {
-        let ob = &mut self.outbox[c];
+    /// Sends outbox `i` home to the heap its blocks belong to.
+    fn send<S: Source>(&mut self, i: usize) {
+        let ob = &mut self.outbox[i];
         if ob.count == 0 {
             return;
         }
         // SAFETY: an outbox's owner is a heap of the same source type that outlives the cache
         // (every heap a cache meets is one of the process's arenas, or a test's, which outlives
-        // the test's caches).
-        let owner = unsafe { &*(ob.owner as *const Heap<S>) };
-        owner.flush(c, ob.head, ob.tail, ob.count as usize);
-        ob.count = 0;
-        ob.head = 0;
+        // the test's caches); the chain is QUICK blocks of that heap that this cache holds.
+        unsafe {
+            let owner = &*(ob.owner as *const Heap<S>);
+            owner.send_home(ob.head);
+        }
+        (ob.head, ob.count, ob.bytes) = (0, 0, 0);
     }
 
-    /// Sends every outbox back.
+    /// Sends every outbox home.
     pub fn send_all<S: Source>(&mut self) {
-        for c in 0..NUM_QUICK {
-            self.send::<S>(c);
+        for i in 0..MAX_ARENAS {
+            self.send::<S>(i);
         }
     }
 
@@ -264,6 +270,8 @@ impl ThreadCache {
     pub fn refill_and_pop<S: Source>(&mut self, heap: &Heap<S>, c: usize) -> usize {
         // Collect first: the collection may empty any bin, this one included.
         self.note_slow_event(heap);
+        // What other threads sent home joins the quick lists first (one load when none did).
+        heap.drain_inbox();
         let bin = &mut self.bins[c];
         let want = (bin.max as usize / 2).max(1);
         // A chain another bin flushed fits this one whole: one step, no walk.
@@ -324,13 +332,10 @@ impl ThreadCache {
     /// Bytes held in this cache's bins and outboxes (racy when read by another thread:
     /// statistics only).
     pub fn cached_bytes(&self) -> usize {
-        (0..NUM_QUICK)
-            .map(|c| {
-                // SAFETY: an aligned u32 in a live cache; a stale read only skews statistics.
-                let out = unsafe { core::ptr::read_volatile(&self.outbox[c].count) };
-                (self.bins[c].count_racy() + out) as usize * QUICK_SIZE[c] as usize
-            })
-            .sum()
+        let bins: usize = (0..NUM_QUICK).map(|c| self.bins[c].count_racy() as usize * QUICK_SIZE[c] as usize).sum();
+        // SAFETY: aligned words in a live cache; a stale read only skews statistics.
+        let out: usize = self.outbox.iter().map(|o| unsafe { core::ptr::read_volatile(&o.bytes) }).sum();
+        bins + out
     }
 
     /// Gives every cached block back to its heap.

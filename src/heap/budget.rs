@@ -19,6 +19,15 @@ use crate::source::Source;
 use super::bins::{link_next, Core, PURGED_END, PURGED_START, PURGE_KEEP};
 use super::Heap;
 
+/// A heap's memory at one moment (see [`Heap::footprint`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Footprint {
+    /// Bytes from the source the program holds (live blocks, and blocks in thread caches).
+    pub held: usize,
+    /// Bytes from the source that may be resident.
+    pub resident: usize,
+}
+
 impl<S: Source> Heap<S> {
     /// Bytes of the heap known not to be resident: the pages of big free blocks given back, and
     /// the top's beyond `top_touched` (never handed out since they came from the source, or
@@ -75,7 +84,14 @@ impl<S: Source> Heap<S> {
             return; // within budget even if every page were resident: no walk
         }
         let resident = os.saturating_sub(self.nonresident(core));
-        let Some(mut excess) = resident.checked_sub(budget).filter(|&e| e > 0) else { return };
+        let Some(excess) = resident.checked_sub(budget).filter(|&e| e > 0) else { return };
+        self.give_back_resident(core, excess);
+    }
+
+    /// Gives back about `excess` resident bytes of free memory: the top's pages beyond
+    /// `TRIM_KEEP` first, from the end of what it handed out backwards, then the big free
+    /// blocks', the biggest first. Returns the bytes given back.
+    fn give_back_resident(&self, core: &mut Core, mut excess: usize) -> usize {
         let mut purged = 0;
         // The top first: allocations take it last, and from its start. Its pages from the end of
         // what it handed out backwards, but `TRIM_KEEP`.
@@ -112,6 +128,36 @@ impl<S: Source> Heap<S> {
             }
         }
         self.counters.purged.fetch_add(purged, Ordering::Relaxed);
+        purged
+    }
+
+    /// The heap's share of the process's memory, for a process-wide budget: `None` when its lock
+    /// is busy (the caller does not wait).
+    pub fn footprint(&self) -> Option<Footprint> {
+        let core = self.core.try_lock()?;
+        let os = self.counters.os_bytes.load(Ordering::Relaxed);
+        let parked = self.quick_bytes.load(Ordering::Relaxed) + self.inbox_bytes();
+        Some(Footprint {
+            held: os.saturating_sub(core.free_bytes).saturating_sub(parked),
+            resident: os.saturating_sub(self.nonresident(&core)),
+        })
+    }
+
+    /// Gives back up to about `want` resident bytes the heap holds free, for a process-wide
+    /// budget: what came home from other threads and what is parked by class joins the free
+    /// lists first, so that it can go. Returns the bytes given back (0 when the lock is busy).
+    pub fn release_resident(&self, want: usize) -> usize {
+        let _check = self.check_on_exit();
+        self.drain_inbox();
+        let Some(mut core) = self.core.try_lock() else { return 0 };
+        // SAFETY: under the heap lock, holding no quick-list lock.
+        unsafe { self.consolidate(&mut core) };
+        let before = core.heap_bytes;
+        self.trim_top(&mut core, TRIM_KEEP);
+        let trimmed = before - core.heap_bytes;
+        let got = trimmed + self.give_back_resident(&mut core, want.saturating_sub(trimmed));
+        self.counters.free_bytes.store(core.free_bytes, Ordering::Relaxed);
+        got
     }
 
     /// Gives back about `want` bytes of the free block `b`'s pages, from the end of what is still

@@ -35,6 +35,8 @@ pub struct HeapReport {
     pub quick_blocks: usize,
     /// `QUICK` blocks on the quick lists.
     pub listed_quick_blocks: usize,
+    /// `QUICK` blocks in the inbox (sent home by other heaps' threads, not yet parked).
+    pub inbox_blocks: usize,
     /// `FREE` blocks (bins and top).
     pub free_blocks: usize,
     /// Bytes in `FREE` blocks.
@@ -245,7 +247,8 @@ impl<S: Source> Heap<S> {
             if listed_class_bytes != self.quick_bytes.load(Ordering::Relaxed) {
                 return Err("quick byte count is off");
             }
-            if rep.listed_quick_blocks > rep.quick_blocks || listed_bytes > quick_bytes_in_segments {
+            rep.inbox_blocks = self.check_inbox(rep.quick_blocks)?;
+            if rep.listed_quick_blocks + rep.inbox_blocks > rep.quick_blocks || listed_bytes > quick_bytes_in_segments {
                 return Err("quick lists hold blocks the segments do not");
             }
         }

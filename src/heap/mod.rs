@@ -19,7 +19,7 @@
 //! only the heap-lock holder writes (in its own half of the word, see `block.rs`); the heap-lock
 //! holder reads neighbours' headers, and only trusts `FREE` — which only it can set.
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::{self, FLIP_CHECKED, FLIP_IN_USE_QUICK, CHECKED, HEADER, IN_USE, MAPPED};
 use crate::config::{round_up, ALIGNMENT, MIN_BLOCK, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, TRIM_DECAY_MS, TRIM_THRESHOLD};
@@ -32,6 +32,7 @@ use crate::sync::{Guard, Lock};
 mod bins;
 mod budget;
 mod check;
+mod inbox;
 mod mapped;
 mod quick;
 mod quick_list;
@@ -40,6 +41,7 @@ mod resize;
 mod segment;
 mod validate;
 
+pub use budget::Footprint;
 pub use check::HeapReport;
 pub use resize::{Mover, Reallocated};
 
@@ -47,7 +49,6 @@ use bins::Core;
 use mapped::{MAPPED_PREFIX, PREFIX_CHECKED, RECENT_UNMAPPED};
 use quick_list::QuickList;
 use reclaim::PurgePass;
-use segment::{Segment, NO_SEGMENT};
 
 /// The heap's sizes at one moment (see [`Heap::usage`]).
 #[derive(Debug, Default, Clone, Copy)]
@@ -99,16 +100,25 @@ pub struct Heap<S: Source> {
     quick: [Lock<QuickList>; NUM_QUICK],
     /// Bytes (class sizes) parked on the quick lists.
     quick_bytes: AtomicUsize,
+    /// Blocks other heaps' threads freed, sent home in chains (`inbox.rs`): the head of a
+    /// lock-free stack, and the bytes in it.
+    inbox: AtomicUsize,
+    /// See `inbox`.
+    inbox_bytes: AtomicUsize,
     /// Bytes carved for quick classes from the coalesced heap since the last consolidation, each
     /// carving counted up to the bytes parked on the quick lists at the time: the sign that
     /// parked quick blocks are not what the program asks for.
     carved_since_consolidation: AtomicUsize,
     /// This heap's tag in the source's page map (several heaps may share a source).
     tag: u8,
-    /// The growable segment's descriptor (or `NO_SEGMENT`), for the cheap ownership test of
-    /// `validate`. Published after the segment's pages are marked; never unpublished (segments
-    /// are never unmapped whole).
-    seg_view: AtomicPtr<Segment>,
+    /// The growable segment's start and length (0 and 0 before the first), mirrored from its
+    /// descriptor for the lock-free ownership test of `validate_local`: one load each, and no
+    /// pointer in the heap's initial value (a pointer there would need a relocation, which
+    /// dirties a page of every arena at load time). Published after the segment's pages are
+    /// marked; see `publish_segment` for the order.
+    seg_lo: AtomicUsize,
+    /// See `seg_lo`.
+    seg_len: AtomicUsize,
     /// Blocks at least this big get their own mapping; raised by frees of mapped blocks unless
     /// `mmap_fixed`.
     mmap_threshold: AtomicUsize,
@@ -144,9 +154,12 @@ impl<S: Source> Heap<S> {
             core: Lock::new(Core::new()),
             quick: [const { Lock::new(QuickList::new()) }; NUM_QUICK],
             quick_bytes: AtomicUsize::new(0),
+            inbox: AtomicUsize::new(0),
+            inbox_bytes: AtomicUsize::new(0),
             carved_since_consolidation: AtomicUsize::new(0),
             tag,
-            seg_view: AtomicPtr::new(&NO_SEGMENT as *const Segment as *mut Segment),
+            seg_lo: AtomicUsize::new(0),
+            seg_len: AtomicUsize::new(0),
             mmap_threshold: AtomicUsize::new(MMAP_THRESHOLD),
             mmap_fixed: AtomicBool::new(false),
             trim_threshold: AtomicUsize::new(TRIM_THRESHOLD),
@@ -421,6 +434,7 @@ impl<S: Source> Heap<S> {
     /// Returns whether any memory went back.
     pub fn trim(&self, pad: usize) -> bool {
         let _check = self.check_on_exit();
+        self.drain_inbox();
         self.with_core(|core| {
             // SAFETY: under the heap lock.
             unsafe { self.consolidate(core) };

@@ -128,13 +128,7 @@ impl<S: Source> Heap<S> {
     /// list.
     pub fn flush(&self, c: usize, head: usize, tail: usize, n: usize) {
         let _check = self.check_on_exit();
-        let secret = self.secret();
-        let mut q = self.quick[c].lock();
-        // SAFETY: the chain's blocks are QUICK blocks of class c the caller owned.
-        unsafe { q.push(head, tail, n, secret) };
-        let parked = self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed) + n * QUICK_SIZE[c] as usize;
-        drop(q);
-        self.counters.back(c, n);
+        let parked = self.park(c, head, tail, n);
         // Much memory parked by class is fine while it is what the program asks for next (a
         // program freeing and reallocating the same sizes reuses it through refills). It is
         // hoarded when refills keep carving fresh blocks meanwhile: then coalesce it, so that
@@ -156,6 +150,19 @@ impl<S: Source> Heap<S> {
                 self.maybe_release(core);
             });
         }
+    }
+
+    /// Puts a chain of `n` `QUICK` blocks of class `c` on the quick list. Returns the bytes
+    /// parked on the quick lists now.
+    pub(super) fn park(&self, c: usize, head: usize, tail: usize, n: usize) -> usize {
+        let secret = self.secret();
+        let mut q = self.quick[c].lock();
+        // SAFETY: the chain's blocks are QUICK blocks of class c the caller owned.
+        unsafe { q.push(head, tail, n, secret) };
+        let parked = self.quick_bytes.fetch_add(n * QUICK_SIZE[c] as usize, Ordering::Relaxed) + n * QUICK_SIZE[c] as usize;
+        drop(q);
+        self.counters.back(c, n);
+        parked
     }
 
     /// Bytes parked on the quick lists.

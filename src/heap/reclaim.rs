@@ -261,8 +261,10 @@ impl<S: Source> Heap<S> {
             let len = (*seg).len.load(Ordering::Relaxed);
             let region = Region { start: core.seg, len, from_brk: (*seg).from_brk };
             (*seg).len.store(len - excess, Ordering::Release);
+            self.seg_len.store(len - excess, Ordering::Release);
             if !self.source.shrink(region, excess) {
                 (*seg).len.store(len, Ordering::Release);
+                self.seg_len.store(len, Ordering::Release);
                 return false;
             }
             core.fence -= excess;

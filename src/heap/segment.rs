@@ -28,9 +28,6 @@ pub(super) struct Segment {
     pub(super) from_brk: bool,
 }
 
-/// Stands for "no growable segment yet" in the ownership test: owns nothing.
-pub(super) static NO_SEGMENT: Segment = Segment { next: 0, len: AtomicUsize::new(0), from_brk: false };
-
 /// Bytes reserved for a segment's descriptor.
 const SEGMENT_DESC: usize = 32;
 
@@ -55,6 +52,24 @@ impl Core {
 }
 
 impl<S: Source> Heap<S> {
+    /// The growable segment's start and length as lock-free readers see them. A reader that
+    /// races with `publish_segment` sees the old segment, an empty range, or the new one; a
+    /// mix (the old start with the new length) is possible only for pointers that are not
+    /// blocks of either, which are misuse anyway.
+    #[inline(always)]
+    pub(super) fn segment_view(&self) -> (usize, usize) {
+        let lo = self.seg_lo.load(Ordering::Acquire);
+        (lo, self.seg_len.load(Ordering::Acquire))
+    }
+
+    /// Makes `[start, start + len)` the growable segment for lock-free readers: the length
+    /// goes to 0 first, so no reader pairs the new start with the old length.
+    fn publish_segment(&self, start: usize, len: usize) {
+        self.seg_len.store(0, Ordering::Release);
+        self.seg_lo.store(start, Ordering::Release);
+        self.seg_len.store(len, Ordering::Release);
+    }
+
     /// `take`, falling back to consolidating the quick lists and then to growing the heap.
     ///
     /// # Safety
@@ -111,6 +126,7 @@ impl<S: Source> Heap<S> {
                 block::write_tags(b, core.fence - b, IN_USE | prev_free, secret);
                 core.release(b, core.fence - b, "malloc");
                 (*seg).len.store(len, Ordering::Release);
+                self.seg_len.store(len, Ordering::Release);
             } else {
                 let s = r.start as *mut Segment;
                 s.write(Segment { next: core.segments, len: AtomicUsize::new(r.len), from_brk: r.from_brk });
@@ -133,7 +149,7 @@ impl<S: Source> Heap<S> {
                 core.write_fence(core.fence);
                 block::write_tags(first, core.fence - first, IN_USE, secret);
                 core.release(first, core.fence - first, "malloc");
-                self.seg_view.store(s, Ordering::Release);
+                self.publish_segment(r.start, r.len);
             }
         }
         Some(())

@@ -55,10 +55,8 @@ impl<S: Source> Heap<S> {
     #[inline(always)]
     pub fn validate_local(&self, p: usize) -> Option<u64> {
         let b = p.wrapping_sub(HEADER);
-        let seg = self.seg_view.load(Ordering::Acquire);
-        // SAFETY: seg_view always points at a live descriptor (NO_SEGMENT or a segment's).
-        let len = unsafe { (*seg).len.load(Ordering::Acquire) };
-        if p & (ALIGNMENT - 1) != 0 || b.wrapping_sub(seg as usize) >= len {
+        let (lo, len) = self.segment_view();
+        if p & (ALIGNMENT - 1) != 0 || b.wrapping_sub(lo) >= len {
             return None;
         }
         // SAFETY: the word lies in the growable segment, which is mapped.
@@ -66,14 +64,25 @@ impl<S: Source> Heap<S> {
         (block::is_sealed(b, h, self.secret()) && block::state_of(h) == IN_USE).then_some(h)
     }
 
+    /// The header of `p` if `p` is an aligned, sealed, live (`IN_USE`) block, given that the page
+    /// map names this heap as the owner of its header's page: the remote free's test. `None`
+    /// tells nothing; the caller takes the slow path, which judges.
+    #[inline]
+    pub fn validate_tagged(&self, p: usize) -> Option<u64> {
+        if p & (ALIGNMENT - 1) != 0 {
+            return None;
+        }
+        // SAFETY: the page map marks only pages the heap has mapped.
+        let h = unsafe { block::load(p - HEADER) };
+        (block::is_sealed(p - HEADER, h, self.secret()) && block::state_of(h) == IN_USE).then_some(h)
+    }
+
     /// Whether the word at `addr` lies in memory the heap owns: a range check for the growable
     /// segment (where most blocks live), the page map for everything else.
     #[inline(always)]
     pub(super) fn owns(&self, addr: usize) -> bool {
-        let seg = self.seg_view.load(Ordering::Acquire);
-        // SAFETY: seg_view always points at a live descriptor (NO_SEGMENT or a segment's).
-        let len = unsafe { (*seg).len.load(Ordering::Acquire) };
-        addr.wrapping_sub(seg as usize) < len || self.source.pages().owner(addr) == self.tag
+        let (lo, len) = self.segment_view();
+        addr.wrapping_sub(lo) < len || self.source.pages().owner(addr) == self.tag
     }
 
     #[cold]

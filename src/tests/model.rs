@@ -152,11 +152,12 @@ fn model_run(seed: u64, steps: usize, check_every: usize) {
     for h in arenas {
         let r = h.check().unwrap();
         assert_eq!(r.in_use_blocks, 0);
-        assert_eq!(r.quick_blocks, r.listed_quick_blocks, "a flushed cache still holds blocks");
+        assert_eq!(r.quick_blocks, r.listed_quick_blocks + r.inbox_blocks, "a flushed cache still holds blocks");
         // Whether trimming gives anything back depends on where the arenas' segments fell in
         // the source (only the last one can shrink); what it leaves must be whole free blocks.
         let _ = h.trim(0);
         let r = h.check().unwrap();
+        assert_eq!(r.inbox_blocks, 0, "trimming parks what came home first");
         assert!(r.free_blocks <= r.segments, "after freeing everything each segment is one free block");
     }
     assert_eq!(src.mappings(), 0);
@@ -249,6 +250,39 @@ fn concurrent_threads_keep_the_heap_consistent() {
     for h in all {
         let r = h.check().unwrap();
         assert_eq!(r.in_use_blocks, 0);
-        assert_eq!(r.quick_blocks, r.listed_quick_blocks);
+        assert_eq!(r.quick_blocks, r.listed_quick_blocks + r.inbox_blocks);
     }
+}
+
+/// Blocks one arena's cache frees for another go home as class chains through the owner's inbox:
+/// nothing moves until a batch is full, a full batch lands whole in the inbox (no lock of the
+/// owner taken), and the owner's next refill parks it and hands the same blocks out again.
+#[test]
+fn remote_frees_go_home_in_batches_through_the_inbox() {
+    let src = TestSource::new(1 << 26);
+    let (a, b) = (Heap::with_tag(&src, SECRET, 1), Heap::with_tag(&src, SECRET, 2));
+    let (mut on_a, mut on_b) = (Box::new(ThreadCache::new()), Box::new(ThreadCache::new()));
+    // Two classes, so that the batch is sorted into two chains.
+    let n = crate::config::REMOTE_BATCH as usize;
+    let blocks: Vec<usize> = (0..n).map(|i| on_b.malloc(&b, if i % 2 == 0 { 24 } else { 100 }).unwrap()).collect();
+    on_b.flush_everything(&b);
+    for &p in &blocks[..n - 1] {
+        let h = b.validate(p, "free");
+        on_a.free_to(&a, &b, p, h);
+    }
+    assert_eq!(b.check().unwrap().inbox_blocks, 0, "a batch not yet full stays with the sender");
+    let h = b.validate(blocks[n - 1], "free");
+    on_a.free_to(&a, &b, blocks[n - 1], h);
+    let r = b.check().unwrap();
+    assert_eq!(r.inbox_blocks, n, "a full batch goes home whole");
+    assert_eq!(r.quick_blocks, r.listed_quick_blocks + r.inbox_blocks);
+    assert_eq!(a.check().unwrap().in_use_blocks, 0, "the sender's arena holds none of them");
+    // The owner's cache drains the inbox on its next miss and reuses the blocks first.
+    let again = on_b.malloc(&b, 24).unwrap();
+    assert_eq!(b.check().unwrap().inbox_blocks, 0);
+    assert!(blocks.contains(&again), "the blocks that came home are reused first");
+    on_b.free_to(&b, &b, again, b.validate(again, "free"));
+    on_b.flush_everything(&b);
+    let r = b.check().unwrap();
+    assert_eq!((r.in_use_blocks, r.quick_blocks), (0, r.listed_quick_blocks));
 }
