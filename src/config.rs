@@ -63,20 +63,24 @@ pub const PURGE_MIN: usize = 64 * 1024;
 
 /// ...or sooner: the heap counts the memory it carves for big blocks (at least `PURGE_MIN`, from
 /// a hole, the top or a growth), and each 1/CARVE_PURGE_SHARE of its size counts as a purge
-/// interval: a hole that stayed free while the program carved that much twice elsewhere is not
-/// being reused. Carvings of small blocks do not count: a program refilling its caches from the
-/// top reuses its holes soon after, and purging them would only fault their pages in again.
-pub const CARVE_PURGE_SHARE: usize = 64;
+/// interval: a hole that stayed free while the program carved half the heap's size elsewhere is
+/// not being reused. A smaller share purges holes that a program cycling big blocks of varied
+/// sizes would reuse a few cycles later, and pays a page fault per page each time. Carvings of
+/// small blocks do not count: a program refilling its caches from the top reuses its holes soon
+/// after.
+pub const CARVE_PURGE_SHARE: usize = 4;
 
 /// ...and, whatever the clock and the carving say, before the heap's resident memory (bytes not
 /// given back, with the mapped blocks) passes the most the program has ever held by more than
 /// 1/RESIDENT_SLACK_SHARE of it (and `RESIDENT_SLACK_MIN`): the program's peak sets a process's
-/// peak RSS however the allocator plays, so memory resident beyond it is pure overhead, while below
-/// it, keeping freed pages costs nothing and saves refaults. Checked each `RESIDENT_CHECK_MIN`
+/// peak RSS however the allocator plays, so memory resident beyond it is overhead, while below
+/// it, keeping freed pages costs nothing and saves refaults. A quarter leaves room for the holes
+/// of a program cycling big blocks of varied sizes (which a tighter budget purges and refaults
+/// each cycle) and still keeps less than glibc's heap, which returns only its top. Checked each `RESIDENT_CHECK_MIN`
 /// bytes carved, and after a mapping (or `mremap` growth) that big: the allocations that add to
 /// the resident memory. A short program cycling big blocks ends before any decay: this bounds what
 /// it keeps, for some more page faults.
-pub const RESIDENT_SLACK_SHARE: usize = 16;
+pub const RESIDENT_SLACK_SHARE: usize = 4;
 /// See `RESIDENT_SLACK_SHARE`.
 pub const RESIDENT_SLACK_MIN: usize = 1024 * 1024;
 /// See `RESIDENT_SLACK_SHARE`.
@@ -148,6 +152,8 @@ pub const MAX_ARENAS: usize = 64;
 /// have grown by this much (or by a sixteenth of what the program holds, if more): growth is
 /// when one arena may be taking memory another holds free.
 pub const BUDGET_CHECK_STEP: usize = 1024 * 1024;
+/// See `BUDGET_CHECK_STEP`.
+pub const BUDGET_CHECK_SHARE: usize = 16;
 
 /// A thread sends another heap's blocks home once it holds this many of them, or this many
 /// bytes: big enough that one compare-and-swap serves many frees, small enough that a thread

@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::config::{ARENAS_PER_CPU, BUDGET_CHECK_STEP, MAX_ARENAS, RESIDENT_SLACK_MIN, RESIDENT_SLACK_SHARE};
+use crate::config::{ARENAS_PER_CPU, BUDGET_CHECK_SHARE, BUDGET_CHECK_STEP, MAX_ARENAS, RESIDENT_SLACK_MIN, RESIDENT_SLACK_SHARE};
 use crate::diag::fatal;
 use crate::heap::Heap;
 use crate::os::OsSource;
@@ -147,7 +147,7 @@ pub fn after_growth() {
     let due = NEXT_CHECK.load(Ordering::Relaxed);
     if grown >= due && NEXT_CHECK.compare_exchange(due, usize::MAX, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
         let held = keep_process_within_budget();
-        NEXT_CHECK.store(grown + BUDGET_CHECK_STEP.max(held / RESIDENT_SLACK_SHARE), Ordering::Relaxed);
+        NEXT_CHECK.store(grown + BUDGET_CHECK_STEP.max(held / BUDGET_CHECK_SHARE), Ordering::Relaxed);
     }
 }
 

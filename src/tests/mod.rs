@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::block;
-use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, RESIDENT_SLACK_MIN, RESIDENT_SLACK_SHARE, TRIM_KEEP, TRIM_THRESHOLD};
+use crate::config::{ALIGNMENT, BLOCK_OVERHEAD, CARVE_PURGE_SHARE, GRAIN, MIN_BLOCK, MMAP_THRESHOLD, PAGE, QUICK_LIMIT, RESIDENT_SLACK_MIN, RESIDENT_SLACK_SHARE, TRIM_KEEP, TRIM_THRESHOLD};
 use crate::heap::{Heap, Reallocated};
 use crate::size_class::{NUM_QUICK, QUICK_MAX_REQUEST, QUICK_SIZE};
 use crate::source::{Region, Source};

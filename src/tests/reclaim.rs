@@ -117,12 +117,21 @@ fn a_hole_the_heap_keeps_extending_past_is_purged_without_waiting() {
     let n = 200_000;
     let (h, a, _live) = heap_with_a_guarded_block(n, 0x55);
     h.free(a);
-    // Each block is too big for the hole: the heap carves it from the top, more than
-    // 1/CARVE_PURGE_SHARE of the heap each time. The clock never moves.
-    let extend = |h: &Heap<TestSource>| h.malloc(250_000).unwrap(); // below the mapping threshold
-    let mut kept = vec![extend(&h), extend(&h)];
-    assert_eq!(h.source().purged(), 0, "purged before the heap extended past the hole twice");
-    kept.push(extend(&h));
+    // Each block is too big for the hole: the heap carves it from the top. The clock never moves.
+    let block = 250_000; // below the mapping threshold
+    let extend = |h: &Heap<TestSource>| h.malloc(block).unwrap();
+    let mut kept = Vec::new();
+    // Less than one interval of carving (1/CARVE_PURGE_SHARE of the heap): nothing purged.
+    while (kept.len() + 1) * block < h.heap_bytes() / CARVE_PURGE_SHARE {
+        kept.push(extend(&h));
+    }
+    assert_eq!(h.source().purged(), 0, "purged before an interval of carving");
+    // Two intervals later (the heap grows meanwhile), the hole is purged.
+    let before = kept.len();
+    while h.source().purged() == 0 {
+        kept.push(extend(&h));
+        assert!(kept.len() - before <= 3 * before + 3, "not purged after {} more carvings", kept.len() - before);
+    }
     assert_purged_and_reusable(&h, a, n);
     for p in kept {
         h.free(p);
@@ -140,17 +149,26 @@ fn a_hole_is_purged_while_the_program_carves_big_blocks_elsewhere() {
     h.free(b);
     h.free(a);
     let heap = h.heap_bytes();
-    // Each round carves a big block out of the second hole and gives it back: more than
-    // 1/CARVE_PURGE_SHARE of the heap each time, and the heap never extends. The clock never moves.
+    // Each round carves a big block out of the second hole and gives it back, and the heap never
+    // extends. The clock never moves.
+    let block = 230_000;
     let round = |h: &Heap<TestSource>| {
-        let p = h.malloc(230_000).unwrap();
+        let p = h.malloc(block).unwrap();
         assert_eq!(p, b, "not carved from the second hole");
         h.free(p);
     };
-    round(&h);
-    round(&h);
-    assert_eq!(h.source().purged(), 0, "purged before two intervals of carving");
-    round(&h);
+    // Rounds that make one interval of carving (1/CARVE_PURGE_SHARE of the heap).
+    let per_interval = heap / CARVE_PURGE_SHARE / block + 1;
+    for _ in 0..per_interval - 1 {
+        round(&h);
+    }
+    assert_eq!(h.source().purged(), 0, "purged before an interval of carving");
+    let mut rounds = per_interval - 1;
+    while h.source().purged() == 0 {
+        round(&h);
+        rounds += 1;
+        assert!(rounds <= 3 * per_interval, "not purged after {rounds} rounds");
+    }
     assert_eq!(h.heap_bytes(), heap);
     assert_purged_and_reusable(&h, a, n);
     h.check().unwrap();
