@@ -87,9 +87,8 @@ fn or_enomem(p: Option<usize>) -> *mut c_void {
 /// judges.
 #[inline(always)]
 fn dealloc(p: *mut c_void, func: &str) {
-    if p.is_null() {
-        return;
-    }
+    // No test for null here: null fails the arena's range test (its header address wraps
+    // around) and the page map's, and `dealloc_slow` returns for it.
     let p = p as usize;
     let t = thread::state();
     if !t.is_null() {
@@ -124,6 +123,9 @@ fn dealloc_other(p: usize, tc: &mut ThreadCache, heap: &'static Heap<OsSource>, 
 #[cold]
 #[inline(never)]
 fn dealloc_slow(p: usize, func: &str) {
+    if p == 0 {
+        return;
+    }
     let saved = errno();
     let heap = global::owner_of(p, func);
     let h = heap.validate(p, func);

@@ -110,9 +110,11 @@ const _: () = assert!(NUM_QUICK < NONE as usize);
 /// For a block size in grains: the smallest quick class that holds it.
 static COVERING_CLASS: [u8; TABLE_LEN] = {
     let mut t = [NONE; TABLE_LEN];
-    let mut i = MIN_BLOCK / GRAIN;
+    let mut i = 0;
     while i < TABLE_LEN {
-        t[i] = class_of(i * GRAIN) as u8;
+        // Requests smaller than the smallest block get the smallest block: filled in, so that
+        // the hot path needs no clamp.
+        t[i] = class_of(if i * GRAIN < MIN_BLOCK { MIN_BLOCK } else { i * GRAIN }) as u8;
         i += 1;
     }
     t
@@ -136,8 +138,7 @@ pub fn quick_class_of_request(n: usize) -> Option<usize> {
     if n > QUICK_MAX_REQUEST {
         return None;
     }
-    let grains = (n + BLOCK_OVERHEAD + GRAIN - 1) / GRAIN;
-    let c = COVERING_CLASS[if grains < MIN_BLOCK / GRAIN { MIN_BLOCK / GRAIN } else { grains }];
+    let c = COVERING_CLASS[(n + BLOCK_OVERHEAD + GRAIN - 1) / GRAIN];
     Some(c as usize)
 }
 
