@@ -116,8 +116,8 @@ pub fn summary() -> Summary {
             let pops = bin.pops.load(Ordering::Relaxed);
             let row = &mut s.rows[c];
             row.requests += pops;
-            row.cache_hits += pops.saturating_sub(bin.refills.load(Ordering::Relaxed));
-            row.frees += bin.pushes();
+            row.cache_hits += pops.saturating_sub(tc.stats[c].refills.load(Ordering::Relaxed));
+            row.frees += tc.pushes(c);
         }
         s.cached_bytes += tc.cached_bytes() as u64;
         s.caches += 1;

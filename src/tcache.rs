@@ -21,8 +21,9 @@ use crate::heap::{Heap, Mover};
 use crate::size_class::{quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_SIZE};
 use crate::source::Source;
 
-/// One size class of a thread cache. The counters are written only by the owning thread and
-/// read by statistics from any thread, hence relaxed atomics (plain increments in practice).
+/// One size class of a thread cache: what the hot paths touch, in 32 bytes (two bins per cache
+/// line; the counters of the slow paths are in `BinStats`). `pops` is written only by the owning
+/// thread and read by statistics from any thread, hence a relaxed atomic (a plain increment).
 #[repr(C)]
 pub struct Bin {
     /// First block's user pointer (0: empty); blocks are linked by encoded pointers.
@@ -34,6 +35,26 @@ pub struct Bin {
     max: u32,
     /// Blocks handed to the program.
     pub pops: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<Bin>() == 32);
+
+impl Bin {
+    const fn new(max: u32) -> Self {
+        Bin { head: 0, tail: 0, count: 0, max, pops: AtomicU64::new(0) }
+    }
+
+    /// The block count, read from another thread for statistics (a stale value is fine).
+    fn count_racy(&self) -> u32 {
+        // SAFETY: an aligned u32 in a live cache; a torn or stale read only skews statistics.
+        unsafe { core::ptr::read_volatile(&self.count) }
+    }
+}
+
+/// The slow paths' counters of one bin, apart from the bins so that they take no room in the
+/// lines the hot paths use.
+#[repr(C)]
+pub struct BinStats {
     /// Refills (each one a cache miss), and the blocks they brought.
     pub refills: AtomicU64,
     /// See `refills`.
@@ -44,32 +65,9 @@ pub struct Bin {
     pops_at_gc: u64,
 }
 
-impl Bin {
-    const fn new(max: u32) -> Self {
-        Bin {
-            head: 0,
-            tail: 0,
-            count: 0,
-            max,
-            pops: AtomicU64::new(0),
-            refills: AtomicU64::new(0),
-            refilled: AtomicU64::new(0),
-            flushed: AtomicU64::new(0),
-            pops_at_gc: 0,
-        }
-    }
-
-    /// The block count, read from another thread for statistics (a stale value is fine).
-    fn count_racy(&self) -> u32 {
-        // SAFETY: an aligned u32 in a live cache; a torn or stale read only skews statistics.
-        unsafe { core::ptr::read_volatile(&self.count) }
-    }
-
-    /// Blocks the program gave back through this bin: everything that entered the bin other
-    /// than by refill (derived, so that `free` counts nothing on its hot path).
-    pub fn pushes(&self) -> u64 {
-        let out = self.pops.load(Ordering::Relaxed) + self.flushed.load(Ordering::Relaxed) + self.count_racy() as u64;
-        out.saturating_sub(self.refilled.load(Ordering::Relaxed))
+impl BinStats {
+    const fn new() -> Self {
+        BinStats { refills: AtomicU64::new(0), refilled: AtomicU64::new(0), flushed: AtomicU64::new(0), pops_at_gc: 0 }
     }
 }
 
@@ -104,6 +102,8 @@ pub struct ThreadCache {
     outbox: [Outbox; MAX_ARENAS],
     /// Blocks of other heaps freed through this cache.
     pub remote_frees: AtomicU64,
+    /// The bins' slow-path counters.
+    pub stats: [BinStats; NUM_QUICK],
 }
 
 impl ThreadCache {
@@ -120,7 +120,16 @@ impl ThreadCache {
             slow_events: 0,
             outbox: [const { Outbox { head: 0, count: 0, bytes: 0, owner: 0 } }; MAX_ARENAS],
             remote_frees: AtomicU64::new(0),
+            stats: [const { BinStats::new() }; NUM_QUICK],
         }
+    }
+
+    /// Blocks the program gave back through bin `c`: everything that entered the bin other than
+    /// by refill (derived, so that `free` counts nothing on its hot path).
+    pub fn pushes(&self, c: usize) -> u64 {
+        let (bin, st) = (&self.bins[c], &self.stats[c]);
+        let out = bin.pops.load(Ordering::Relaxed) + st.flushed.load(Ordering::Relaxed) + bin.count_racy() as u64;
+        out.saturating_sub(st.refilled.load(Ordering::Relaxed))
     }
 
     /// The bin of quick class `c`, without a bounds check on the hot paths.
@@ -282,8 +291,8 @@ impl ThreadCache {
         bin.head = head;
         bin.tail = tail;
         bin.count = n as u32;
-        bump(&bin.refills, 1);
-        bump(&bin.refilled, n as u64);
+        bump(&self.stats[c].refills, 1);
+        bump(&self.stats[c].refilled, n as u64);
         self.pop(heap, c)
     }
 
@@ -298,10 +307,10 @@ impl ThreadCache {
         self.slow_events = 0;
         for c in 0..NUM_QUICK {
             let pops = self.bins[c].pops.load(Ordering::Relaxed);
-            if pops == self.bins[c].pops_at_gc && self.bins[c].count > 0 {
+            if pops == self.stats[c].pops_at_gc && self.bins[c].count > 0 {
                 self.flush_all(heap, c);
             }
-            self.bins[c].pops_at_gc = pops;
+            self.stats[c].pops_at_gc = pops;
         }
         // Blocks of other heaps wait no longer than this either.
         self.send_all::<S>();
@@ -324,7 +333,7 @@ impl ThreadCache {
             return;
         }
         heap.flush(c, bin.head, bin.tail, bin.count as usize);
-        bump(&bin.flushed, bin.count as u64);
+        bump(&self.stats[c].flushed, bin.count as u64);
         bin.head = 0;
         bin.count = 0;
     }
