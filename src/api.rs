@@ -100,10 +100,20 @@ fn dealloc(p: *mut c_void, func: &str) {
                     return;
                 }
             }
+            return dealloc_own(p, h, tc, heap);
         }
         return dealloc_other(p, tc, heap, func);
     }
     dealloc_slow(p, func)
+}
+
+/// Frees a block of the thread's own arena that the push did not take (a full bin, a block of
+/// no quick class): validated already, it goes through the cache's flush or to the heap.
+/// (Every system call on the way keeps `errno`.)
+#[cold]
+#[inline(never)]
+fn dealloc_own(p: usize, h: u64, tc: &mut ThreadCache, heap: &'static Heap<OsSource>) {
+    tc.free(heap, p, h)
 }
 
 /// Frees a block the thread's own fast test did not take (another arena's, an older segment's,

@@ -431,10 +431,11 @@ unsafe impl Source for OsSource {
                 }
                 BRK_USABLE.store(false, Ordering::Relaxed);
             }
-            if !self.use_brk {
-                if let Some(start) = self.grow_reserved(len) {
-                    return Some(Region { start, len, from_brk: false });
-                }
+            // Without the break too (it hit a limit, or another user moved it), through a
+            // reservation: its growths are contiguous, so the heap keeps one growable segment
+            // (and the free path its range test) instead of one segment per growth.
+            if let Some(start) = self.grow_reserved(len) {
+                return Some(Region { start, len, from_brk: false });
             }
             mmap_anon(0, len).map(|start| Region { start, len, from_brk: false })
         })
