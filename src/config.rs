@@ -138,6 +138,13 @@ pub const CACHE_MIN_BLOCKS: usize = 8;
 /// ...and never so many that one class hoards memory.
 pub const CACHE_MAX_BLOCKS: usize = 32;
 
+/// A busy class (its bin runs dry again soon after a refill) grows its bin, doubling up to this
+/// many times its base capacity...
+pub const CACHE_GROWTH: u32 = 4;
+/// ...while what a thread's bins have grown by stays within this many bytes; an idle class
+/// (nothing allocated between two collections) goes back to its base.
+pub const CACHE_EXTRA_BYTES: usize = 128 * 1024;
+
 /// Every this many refills and flushes, a thread cache gives back the bins it has not allocated
 /// from since the previous time.
 pub const CACHE_GC_EVENTS: u32 = 64;

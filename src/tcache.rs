@@ -16,7 +16,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::block::{self, FLIP_IN_USE_QUICK};
-use crate::config::{WORD, CACHE_BYTES_PER_CLASS, CACHE_GC_EVENTS, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS, MAX_ARENAS, REMOTE_BATCH, REMOTE_BATCH_BYTES};
+use crate::config::{WORD, CACHE_BYTES_PER_CLASS, CACHE_EXTRA_BYTES, CACHE_GC_EVENTS, CACHE_GROWTH, CACHE_MAX_BLOCKS, CACHE_MIN_BLOCKS, MAX_ARENAS, REMOTE_BATCH, REMOTE_BATCH_BYTES};
 use crate::heap::{Heap, Mover};
 use crate::size_class::{quick_class_of_block, quick_class_of_request, NUM_QUICK, QUICK_SIZE};
 use crate::source::Source;
@@ -63,11 +63,13 @@ pub struct BinStats {
     pub flushed: AtomicU64,
     /// `pops` at the last collection: a bin whose count has not moved since is idle.
     pops_at_gc: u64,
+    /// `pops` at the last refill: a bin that ran dry again within twice its capacity is busy.
+    pops_at_refill: u64,
 }
 
 impl BinStats {
     const fn new() -> Self {
-        BinStats { refills: AtomicU64::new(0), refilled: AtomicU64::new(0), flushed: AtomicU64::new(0), pops_at_gc: 0 }
+        BinStats { refills: AtomicU64::new(0), refilled: AtomicU64::new(0), flushed: AtomicU64::new(0), pops_at_gc: 0, pops_at_refill: 0 }
     }
 }
 
@@ -104,6 +106,9 @@ pub struct ThreadCache {
     pub remote_frees: AtomicU64,
     /// The bins' slow-path counters.
     pub stats: [BinStats; NUM_QUICK],
+    /// Bytes of capacity the bins have grown by beyond their base (see `adapt`), at most
+    /// `CACHE_EXTRA_BYTES`.
+    extra_bytes: usize,
 }
 
 impl ThreadCache {
@@ -121,7 +126,49 @@ impl ThreadCache {
             outbox: [const { Outbox { head: 0, count: 0, bytes: 0, owner: 0 } }; MAX_ARENAS],
             remote_frees: AtomicU64::new(0),
             stats: [const { BinStats::new() }; NUM_QUICK],
+            extra_bytes: 0,
         }
+    }
+
+    /// Grows bin `c` on a refill when it ran dry again within twice its capacity since the last
+    /// one (the class is busy: each miss costs a lock), doubling up to `CACHE_GROWTH` times its
+    /// base capacity while the thread's growth stays within `CACHE_EXTRA_BYTES`.
+    fn adapt(&mut self, c: usize) {
+        let pops = self.bins[c].pops.load(Ordering::Relaxed);
+        let st = &mut self.stats[c];
+        let since = pops - st.pops_at_refill;
+        st.pops_at_refill = pops;
+        let first = st.refills.load(Ordering::Relaxed) == 0;
+        let bin = &mut self.bins[c];
+        if first || since > 2 * bin.max as u64 {
+            return;
+        }
+        let size = QUICK_SIZE[c] as usize;
+        let to = (bin.max * 2).min(bin_capacity(size) * CACHE_GROWTH);
+        let more = (to - bin.max) as usize * size;
+        if more > 0 && self.extra_bytes + more <= CACHE_EXTRA_BYTES {
+            bin.max = to;
+            self.extra_bytes += more;
+        }
+    }
+
+    /// How many blocks bin `c` may hold now.
+    pub fn capacity(&self, c: usize) -> u32 {
+        self.bins[c].max
+    }
+
+    /// Bytes of capacity the bins have grown by beyond their base.
+    pub fn extra_bytes(&self) -> usize {
+        self.extra_bytes
+    }
+
+    /// Takes bin `c` (empty) back to its base capacity.
+    fn shrink(&mut self, c: usize) {
+        let base = bin_capacity(QUICK_SIZE[c] as usize);
+        let bin = &mut self.bins[c];
+        debug_assert_eq!(bin.count, 0);
+        self.extra_bytes -= (bin.max - base) as usize * QUICK_SIZE[c] as usize;
+        bin.max = base;
     }
 
     /// Blocks the program gave back through bin `c`: everything that entered the bin other than
@@ -281,6 +328,7 @@ impl ThreadCache {
         self.note_slow_event(heap);
         // What other threads sent home joins the quick lists first (one load when none did).
         heap.drain_inbox();
+        self.adapt(c);
         let bin = &mut self.bins[c];
         let want = (bin.max as usize / 2).max(1);
         // A chain another bin flushed fits this one whole: one step, no walk.
@@ -307,8 +355,10 @@ impl ThreadCache {
         self.slow_events = 0;
         for c in 0..NUM_QUICK {
             let pops = self.bins[c].pops.load(Ordering::Relaxed);
-            if pops == self.stats[c].pops_at_gc && self.bins[c].count > 0 {
+            if pops == self.stats[c].pops_at_gc {
+                // Idle since the last collection: its blocks go back, its capacity to its base.
                 self.flush_all(heap, c);
+                self.shrink(c);
             }
             self.stats[c].pops_at_gc = pops;
         }
@@ -351,6 +401,7 @@ impl ThreadCache {
     pub fn flush_everything<S: Source>(&mut self, heap: &Heap<S>) {
         for c in 0..NUM_QUICK {
             self.flush_all(heap, c);
+            self.shrink(c);
         }
         self.send_all::<S>();
     }

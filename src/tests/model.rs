@@ -286,3 +286,37 @@ fn remote_frees_go_home_in_batches_through_the_inbox() {
     let r = b.check().unwrap();
     assert_eq!((r.in_use_blocks, r.quick_blocks), (0, r.listed_quick_blocks));
 }
+
+/// A class whose bin keeps running dry grows its bin (up to `CACHE_GROWTH` times), within the
+/// thread's `CACHE_EXTRA_BYTES`; a flushed cache goes back to its base capacities.
+#[test]
+fn busy_classes_grow_their_bins_within_the_budget() {
+    use crate::config::{CACHE_EXTRA_BYTES, CACHE_GROWTH};
+    use crate::size_class::{quick_class_of_request, NUM_QUICK};
+    let src = TestSource::new(1 << 28);
+    let h = Heap::new(&src, SECRET);
+    let mut tc = Box::new(ThreadCache::new());
+    let c = quick_class_of_request(24).unwrap();
+    let base = tc.capacity(c);
+    // Allocating without freeing drains the bin right after each refill: busy.
+    let mut live: Vec<usize> = (0..base as usize * 16).map(|_| tc.malloc(&h, 24).unwrap()).collect();
+    assert!(tc.capacity(c) > base, "a busy class did not grow ({} blocks)", tc.capacity(c));
+    assert!(tc.capacity(c) <= base * CACHE_GROWTH);
+    // Every class busy at once: the growth stays within the budget.
+    for n in (16..4096).step_by(48) {
+        for _ in 0..256 {
+            live.push(tc.malloc(&h, n).unwrap());
+        }
+    }
+    assert!(tc.extra_bytes() > 0 && tc.extra_bytes() <= CACHE_EXTRA_BYTES, "extra {}", tc.extra_bytes());
+    for p in live {
+        let hdr = h.validate(p, "free");
+        tc.free_to(&h, &h, p, hdr);
+    }
+    tc.flush_everything(&h);
+    assert_eq!(tc.extra_bytes(), 0);
+    let fresh = ThreadCache::new();
+    assert!((0..NUM_QUICK).all(|c| tc.capacity(c) == fresh.capacity(c)), "a flushed cache keeps grown bins");
+    let r = h.check().unwrap();
+    assert_eq!(r.in_use_blocks, 0);
+}
