@@ -82,9 +82,10 @@ fn or_enomem(p: Option<usize>) -> *mut c_void {
 }
 
 /// Frees `p` on behalf of `func` (named in diagnostics): a push onto this thread's cache when the
-/// block is a live block of its arena's growable segment and the bin has room; everything else
-/// (other arenas' blocks, mapped blocks, a full bin, any misuse) goes to the slow path, which
-/// judges.
+/// block is a live block of its arena's growable segment and the bin has room. Otherwise one cold
+/// function each: the arena's own blocks the push did not take (`dealloc_own`), blocks the page
+/// map names (`dealloc_other`), and the rest (mapped blocks, no cache, any misuse:
+/// `dealloc_slow`, which judges).
 #[inline(always)]
 fn dealloc(p: *mut c_void, func: &str) {
     // No test for null here: null fails the arena's range test (its header address wraps
@@ -116,9 +117,9 @@ fn dealloc_own(p: usize, h: u64, tc: &mut ThreadCache, heap: &'static Heap<OsSou
     tc.free(heap, p, h)
 }
 
-/// Frees a block the thread's own fast test did not take (another arena's, an older segment's,
-/// a full bin): a sealed live block of the arena the page map names goes through the cache
-/// (to its outbox when it is another arena's); anything else to the slow path, which judges.
+/// Frees a block outside the thread's arena's growable segment (another arena's, an older
+/// segment's): a sealed live block of the arena the page map names goes through the cache (to
+/// its outbox when it is another arena's); anything else to the slow path, which judges.
 #[cold]
 #[inline(never)]
 fn dealloc_other(p: usize, tc: &mut ThreadCache, heap: &'static Heap<OsSource>, func: &str) {

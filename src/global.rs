@@ -151,6 +151,14 @@ pub fn after_growth() {
     }
 }
 
+/// In a fork child: a budget check the parent had under way (by a thread the child does not
+/// have) must not keep the child from ever checking again.
+pub fn budget_check_in_child() {
+    if NEXT_CHECK.load(Ordering::Relaxed) == usize::MAX {
+        NEXT_CHECK.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Gives back, from the arenas' free memory, whatever the arenas together keep resident beyond
 /// the most the program has held plus the slack (as each arena's own budget does). Arenas whose
 /// lock is busy are skipped: they are in use. Returns the bytes held now.

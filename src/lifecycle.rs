@@ -7,7 +7,7 @@
 
 use core::sync::atomic::{AtomicI32, Ordering};
 
-use crate::global::{arenas, ensure_initialised};
+use crate::global::{arenas, budget_check_in_child, ensure_initialised};
 use crate::{options, os, profile, stats, thread};
 
 // Every lock of the allocator is held across `fork`, taken in the one order they nest: the thread
@@ -39,6 +39,7 @@ extern "C" fn fork_child() {
         }
         thread::unlock_in_child();
     }
+    budget_check_in_child();
     profile::forget_in_child();
 }
 
