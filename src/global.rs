@@ -72,11 +72,7 @@ pub fn activate(i: usize) -> &'static Heap<OsSource> {
 /// `func`) and the process aborts.
 #[inline]
 pub fn owner_of(p: usize, func: &str) -> &'static Heap<OsSource> {
-    let tag = main_heap().source().pages().owner(p.wrapping_sub(crate::block::HEADER));
-    match ARENAS.get((tag as usize).wrapping_sub(1)) {
-        Some(a) => a,
-        None => reject(p, func),
-    }
+    tagged_owner(p).unwrap_or_else(|| reject(p, func))
 }
 
 /// The arena the page map names as the owner of the block at user pointer `p`, if any (no

@@ -61,7 +61,7 @@ impl<S: Source> Heap<S> {
         }
         // SAFETY: the word lies in the growable segment, which is mapped.
         let h = unsafe { block::load(b) };
-        (block::is_sealed(b, h, self.secret()) && block::state_of(h) == IN_USE).then_some(h)
+        self.live(b, h)
     }
 
     /// The header of `p` if `p` is an aligned, sealed, live (`IN_USE`) block, given that the page
@@ -74,7 +74,13 @@ impl<S: Source> Heap<S> {
         }
         // SAFETY: the page map marks only pages the heap has mapped.
         let h = unsafe { block::load(p - HEADER) };
-        (block::is_sealed(p - HEADER, h, self.secret()) && block::state_of(h) == IN_USE).then_some(h)
+        self.live(p - HEADER, h)
+    }
+
+    /// `h`, read at `b`, if it is the sealed header of a live (`IN_USE`) block.
+    #[inline(always)]
+    fn live(&self, b: usize, h: u64) -> Option<u64> {
+        (block::is_sealed(b, h, self.secret()) && block::state_of(h) == IN_USE).then_some(h)
     }
 
     /// Whether the word at `addr` lies in memory the heap owns: a range check for the growable
