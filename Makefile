@@ -58,20 +58,26 @@ check-header: build
 	cp $(LIB_DIR)/header_check.c $(LIB_DIR)/header_check.cpp
 	g++ -std=c++17 -Wall -Wextra -Werror -Iinclude -c $(LIB_DIR)/header_check.cpp -o $(LIB_DIR)/header_check_cpp.o
 
-# Release tests of the whole workspace, then the core's tests again in a debug build, where the heap
-# verifies every invariant after each operation (slow: a walk of the whole heap each time).
+# Release tests of the whole workspace (the core's doc tests among them), then the core's tests
+# again in a debug build, where the heap verifies every invariant after each operation (slow: a
+# walk of the whole heap each time). Then a Rust program of its own that depends on the crate by
+# path and sets my_alloc as its global allocator (rust_tests/run.sh).
 rust-tests:
 	$(CARGO) test --release --workspace
 	$(CARGO) test --lib
+	CARGO=$(CARGO) sh rust_tests/run.sh
 
 # The core's tests again under non-default build settings (in their own target directory, with
 # their own header, so the default build and the committed header are left alone).
-ALT := MY_ALLOC_HEADER_DIR=$(CURDIR)/target/alt $(CARGO) test --release --target-dir target/alt
+# (The C libraries' build writes the header; the core's tests follow.)
+ALT := MY_ALLOC_HEADER_DIR=$(CURDIR)/target/alt $(CARGO)
+ALT_RUN = $(ALT) build --release --target-dir target/alt -p my_alloc-clib && \
+          $(ALT) test --release --target-dir target/alt -p my_alloc
 settings-tests:
 	mkdir -p target/alt
-	MY_ALLOC_ALIGNMENT=32 MY_ALLOC_NUM_CLASSES=64 MY_ALLOC_THREAD_SAFE=1 $(ALT)
+	export MY_ALLOC_ALIGNMENT=32 MY_ALLOC_NUM_CLASSES=64 MY_ALLOC_THREAD_SAFE=1 && $(ALT_RUN)
 	grep -q 'define MY_ALLOC_ALIGNMENT 32' target/alt/my_alloc.h
-	MY_ALLOC_ALIGNMENT=8 MY_ALLOC_NUM_CLASSES=40 MY_ALLOC_THREAD_SAFE=0 $(ALT)
+	export MY_ALLOC_ALIGNMENT=8 MY_ALLOC_NUM_CLASSES=40 MY_ALLOC_THREAD_SAFE=0 && $(ALT_RUN)
 	grep -q 'define MY_ALLOC_THREAD_SAFE 0' target/alt/my_alloc.h
 
 c-tests: build

@@ -6,6 +6,8 @@
 #   make bench-callgrind   instructions per malloc+free pair on the hot path (valgrind)
 #   make bench-progs       only build the C programs into bench/bin/
 #   make bench-peers       only build the peers that come from crates (mimalloc 3, snmalloc)
+#   make bench-rust        Rust workloads under System, the mimalloc and tikv-jemallocator crates
+#                          and my_alloc::MyAlloc (bench/rust/run.py; make bench runs it too)
 #
 # Extra runner options: make bench BENCH_ARGS="--rounds 7 --only churn,server"
 # Results: bench/RESULTS.md, bench/results.svg, bench/results.json (see bench/run.py).
@@ -27,7 +29,7 @@ BENCH_PROGS  := churn server prodcons growth mixed large rss_return fragment rea
 # Keep the includer's default goal: targets defined here must not become `make`'s default.
 _bench_saved_goal := $(.DEFAULT_GOAL)
 
-.PHONY: bench bench-quick bench-callgrind bench-progs bench-peers
+.PHONY: bench bench-quick bench-callgrind bench-progs bench-peers bench-rust
 
 bench-progs: $(addprefix $(BENCH_BIN)/,$(BENCH_PROGS))
 
@@ -52,6 +54,11 @@ $(BENCH_BIN)/peers.stamp: $(BENCH_DIR)/peers/build.sh $(BENCH_DIR)/peers/Cargo.t
 
 bench: build bench-progs bench-peers
 	$(BENCH_PYTHON) $(BENCH_DIR)/run.py $(BENCH_ARGS)
+	$(BENCH_PYTHON) $(BENCH_DIR)/rust/run.py
+
+# The Rust workloads (their binaries are built by the runner, one per global allocator).
+bench-rust: $(BENCH_BIN)/spawn
+	$(BENCH_PYTHON) $(BENCH_DIR)/rust/run.py $(BENCH_RUST_ARGS)
 
 # Quick runs are smoke tests: their results go to bench/bin/quick (git-ignored), so that they
 # never overwrite the committed results of a full run.

@@ -162,7 +162,7 @@ pub fn prefetch(addr: usize) {
 /// Reads the metadata word at `addr`.
 ///
 /// # Safety
-/// As for [`halves`].
+/// As for `halves`.
 #[inline(always)]
 pub unsafe fn load(addr: usize) -> u64 {
     // SAFETY: forwarded from the caller.
@@ -173,7 +173,7 @@ pub unsafe fn load(addr: usize) -> u64 {
 /// Writes the metadata word at `addr`.
 ///
 /// # Safety
-/// As for [`halves`], and the caller owns both halves: the block is its own and, when the word
+/// As for `halves`, and the caller owns both halves: the block is its own and, when the word
 /// is a header, the caller holds the heap lock or no other block can border it yet.
 #[inline(always)]
 pub unsafe fn store(addr: usize, w: u64) {
@@ -187,7 +187,7 @@ pub unsafe fn store(addr: usize, w: u64) {
 /// confined to the high half.
 ///
 /// # Safety
-/// As for [`halves`], and the caller owns the block.
+/// As for `halves`, and the caller owns the block.
 #[inline(always)]
 pub unsafe fn flip_state(addr: usize, x: u64) {
     debug_assert!(x as u32 == 0);
@@ -199,7 +199,7 @@ pub unsafe fn flip_state(addr: usize, x: u64) {
 /// Sets or clears `prev_free` in the header at `addr` (a block's or a fence's).
 ///
 /// # Safety
-/// As for [`halves`], and the caller holds the heap lock.
+/// As for `halves`, and the caller holds the heap lock.
 #[inline(always)]
 pub unsafe fn set_prev_free(addr: usize, on: bool) {
     // SAFETY: forwarded from the caller.

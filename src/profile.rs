@@ -84,6 +84,15 @@ pub fn maybe_sample() {
     }
 }
 
+/// Takes a sample now, if profiling; returns whether it is.
+pub fn sample_now() -> bool {
+    let fd = FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        sample(fd, now_ms());
+    }
+    fd >= 0
+}
+
 #[cold]
 fn sample_if_due(fd: i32) {
     let now = now_ms();

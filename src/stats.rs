@@ -117,7 +117,7 @@ pub fn summary() -> Summary {
             let row = &mut s.rows[c];
             row.requests += pops;
             row.cache_hits += pops.saturating_sub(tc.stats[c].refills.load(Ordering::Relaxed));
-            row.frees += tc.pushes(c);
+            row.frees += tc.pushes(c) + tc.stats[c].remote.load(Ordering::Relaxed);
         }
         s.cached_bytes += tc.cached_bytes() as u64;
         s.caches += 1;

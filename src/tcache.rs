@@ -61,6 +61,8 @@ pub struct BinStats {
     pub refilled: AtomicU64,
     /// Blocks flushed to the heap.
     pub flushed: AtomicU64,
+    /// Blocks of the class that belong to other heaps, freed through this cache's outbox.
+    pub remote: AtomicU64,
     /// `pops` at the last collection: a bin whose count has not moved since is idle.
     pops_at_gc: u64,
     /// `pops` at the last refill: a bin that ran dry again within twice its capacity is busy.
@@ -69,7 +71,7 @@ pub struct BinStats {
 
 impl BinStats {
     const fn new() -> Self {
-        BinStats { refills: AtomicU64::new(0), refilled: AtomicU64::new(0), flushed: AtomicU64::new(0), pops_at_gc: 0, pops_at_refill: 0 }
+        BinStats { refills: AtomicU64::new(0), refilled: AtomicU64::new(0), flushed: AtomicU64::new(0), remote: AtomicU64::new(0), pops_at_gc: 0, pops_at_refill: 0 }
     }
 }
 
@@ -102,8 +104,6 @@ pub struct ThreadCache {
     slow_events: u32,
     /// One outbox per heap, by the heap's tag (two heaps with one tag take turns).
     outbox: [Outbox; MAX_ARENAS],
-    /// Blocks of other heaps freed through this cache.
-    pub remote_frees: AtomicU64,
     /// The bins' slow-path counters.
     pub stats: [BinStats; NUM_QUICK],
     /// Bytes of capacity the bins have grown by beyond their base (see `adapt`), at most
@@ -124,7 +124,6 @@ impl ThreadCache {
             bins,
             slow_events: 0,
             outbox: [const { Outbox { head: 0, count: 0, bytes: 0, owner: 0 } }; MAX_ARENAS],
-            remote_frees: AtomicU64::new(0),
             stats: [const { BinStats::new() }; NUM_QUICK],
             extra_bytes: 0,
         }
@@ -254,10 +253,10 @@ impl ThreadCache {
     /// which goes back whole; blocks of no quick class go straight back.
     #[cold]
     pub fn free_remote<S: Source>(&mut self, owner: &Heap<S>, p: usize, h: u64) {
-        bump(&self.remote_frees, 1);
         let Some(c) = quick_class_of_block(block::size_of(h)) else {
             return owner.free_validated(p, h);
         };
+        bump(&self.stats[c].remote, 1);
         let at = owner as *const Heap<S> as usize;
         let i = (owner.tag() as usize).wrapping_sub(1) % MAX_ARENAS;
         if self.outbox[i].count > 0 && self.outbox[i].owner != at {

@@ -26,7 +26,7 @@ fn library_sources() -> Vec<(String, PathBuf)> {
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        if path.is_dir() && name != "cli" && name != "tests" {
+        if path.is_dir() && !["cli", "clib", "tests"].contains(&name.as_str()) {
             for sub in std::fs::read_dir(&path).unwrap() {
                 out.push((name.clone(), sub.unwrap().path()));
             }

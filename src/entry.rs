@@ -1,0 +1,333 @@
+//! The entry points every surface shares: the C names (`api.rs`) and the Rust allocator
+//! (`rust_api.rs`) are thin wrappers around these. The hot paths (`alloc`, `dealloc`) try the
+//! thread cache and fall through to one cold function each.
+//!
+//! Semantics follow glibc: `malloc(0)` returns a unique pointer; `realloc(p, 0)` frees and
+//! returns NULL; impossible sizes give NULL with `errno = ENOMEM`; `free` never changes `errno`.
+
+use core::ffi::c_void;
+
+use crate::block::{self, MAPPED};
+use crate::config::{ALIGNMENT, PAGE};
+use crate::heap::{Heap, Mover, Reallocated};
+use crate::os::OsSource;
+use crate::os::{errno, set_errno};
+use crate::size_class::{quick_class_of_block, quick_class_of_request};
+use crate::tcache::ThreadCache;
+use crate::{checked, global, profile, stats, thread};
+
+// ------------------------------------------------------------------------------------------------
+// The hot paths
+
+/// Allocates `n` bytes: a thread-cache pop when the class has a cached block.
+#[inline(always)]
+pub fn alloc(n: usize) -> *mut c_void {
+    if let Some(c) = quick_class_of_request(n) {
+        let t = thread::state();
+        if !t.is_null() {
+            // SAFETY: a non-null state() is this thread's own.
+            let p = unsafe { (*t).cache.pop((*t).heap, c) };
+            if p != 0 {
+                return p as *mut c_void;
+            }
+        }
+    }
+    alloc_slow(n)
+}
+
+/// Every allocation that missed the hot path: NULL with `errno = ENOMEM` when the request is
+/// impossible or memory is exhausted. (It returns the C result itself, so that the hot path
+/// ends in a jump here, with no frame of its own.)
+#[cold]
+#[inline(never)]
+fn alloc_slow(n: usize) -> *mut c_void {
+    or_enomem(alloc_slow_inner(n))
+}
+
+#[inline(always)]
+fn alloc_slow_inner(n: usize) -> Option<usize> {
+    global::ensure_initialised();
+    profile::maybe_sample();
+    if checked::enabled() {
+        return uncached(checked::alloc(n, ALIGNMENT));
+    }
+    global::after_growth();
+    let t = thread::state_or_create();
+    if t.is_null() {
+        return uncached(global::main_heap().malloc(n));
+    }
+    // SAFETY: this thread's own state.
+    let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
+    if quick_class_of_request(n).is_some() {
+        tc.malloc(heap, n)
+    } else {
+        // Bigger blocks pass the cache by (and are counted here).
+        uncached(heap.malloc(n))
+    }
+}
+
+/// Counts an allocation that bypassed the thread caches.
+#[inline]
+fn uncached(p: Option<usize>) -> Option<usize> {
+    if let Some(p) = p {
+        stats::note_uncached_alloc(p);
+    }
+    p
+}
+
+/// The pointer, or NULL with `errno = ENOMEM`.
+#[inline]
+pub fn or_enomem(p: Option<usize>) -> *mut c_void {
+    match p {
+        Some(p) => p as *mut c_void,
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Frees `p` on behalf of `func` (named in diagnostics): a push onto this thread's cache when the
+/// block is a live block of its arena's growable segment and the bin has room. Otherwise one cold
+/// function each: the arena's own blocks the push did not take (`dealloc_own`), blocks the page
+/// map names (`dealloc_other`), and the rest (mapped blocks, no cache, any misuse:
+/// `dealloc_slow`, which judges).
+#[inline(always)]
+pub fn dealloc(p: *mut c_void, func: &str) {
+    // No test for null here: null fails the arena's range test (its header address wraps
+    // around) and the page map's, and `dealloc_slow` returns for it.
+    let p = p as usize;
+    let t = thread::state();
+    if !t.is_null() {
+        // SAFETY: a non-null state() is this thread's own.
+        let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
+        if let Some(h) = heap.validate_local(p) {
+            if let Some(c) = quick_class_of_block(block::size_of(h)) {
+                if tc.push(heap, c, p, h) {
+                    return;
+                }
+            }
+            return dealloc_own(p, h, tc, heap);
+        }
+        return dealloc_other(p, tc, heap, func);
+    }
+    dealloc_slow(p, func)
+}
+
+/// Frees a block of the thread's own arena that the push did not take (a full bin, a block of
+/// no quick class): validated already, it goes through the cache's flush or to the heap.
+/// (Every system call on the way keeps `errno`.)
+#[cold]
+#[inline(never)]
+fn dealloc_own(p: usize, h: u64, tc: &mut ThreadCache, heap: &'static Heap<OsSource>) {
+    free_cached(tc, heap, heap, p, h)
+}
+
+/// Frees a block outside the thread's arena's growable segment (another arena's, an older
+/// segment's): a sealed live block of the arena the page map names goes through the cache (to
+/// its outbox when it is another arena's); anything else to the slow path, which judges.
+#[cold]
+#[inline(never)]
+fn dealloc_other(p: usize, tc: &mut ThreadCache, heap: &'static Heap<OsSource>, func: &str) {
+    if let Some(owner) = global::tagged_owner(p) {
+        if let Some(h) = owner.validate_tagged(p) {
+            return free_cached(tc, heap, owner, p, h);
+        }
+    }
+    dealloc_slow(p, func)
+}
+
+#[cold]
+#[inline(never)]
+fn dealloc_slow(p: usize, func: &str) {
+    if p == 0 {
+        return;
+    }
+    let saved = errno();
+    let heap = global::owner_of(p, func);
+    let h = heap.validate(p, func);
+    release(heap, p, h, func);
+    set_errno(saved);
+}
+
+/// Frees the live block `p` of `heap` (header `h`, which it validated): through this thread's
+/// cache when it has one, towards the block's own arena.
+fn release(heap: &'static Heap<OsSource>, p: usize, h: u64, func: &str) {
+    global::ensure_initialised();
+    profile::maybe_sample();
+    if checked::enabled() {
+        stats::note_uncached_free(h);
+        return checked::free(heap, p, h, func);
+    }
+    let t = thread::state_or_create();
+    if t.is_null() {
+        stats::note_uncached_free(h);
+        return heap.free_validated(p, h);
+    }
+    // SAFETY: this thread's own state.
+    unsafe { free_cached(&mut (*t).cache, (*t).heap, heap, p, h) }
+}
+
+/// Frees the live block `p` of `owner` (header `h`, which it validated) through the cache `tc` of
+/// arena `heap`. The cache counts what enters its bins and outboxes; blocks of no quick class
+/// pass it by, straight to their heap, and are counted here.
+fn free_cached(tc: &mut ThreadCache, heap: &'static Heap<OsSource>, owner: &'static Heap<OsSource>, p: usize, h: u64) {
+    if quick_class_of_block(block::size_of(h)).is_none() {
+        stats::note_uncached_free(h);
+    }
+    tc.free_to(heap, owner, p, h)
+}
+
+/// The C surface as the place `realloc` moves blocks to and from: this thread's cache, as
+/// `malloc` and `free` would use it.
+struct Surface<'a> {
+    func: &'a str,
+}
+
+impl Mover<OsSource> for Surface<'_> {
+    fn allocate(&mut self, n: usize) -> Option<usize> {
+        match alloc(n) as usize {
+            0 => None,
+            p => Some(p),
+        }
+    }
+    fn release(&mut self, owner: &Heap<OsSource>, p: usize, h: u64) {
+        let t = thread::state();
+        if !t.is_null() && !checked::enabled() {
+            if let Some(c) = quick_class_of_block(block::size_of(h)) {
+                // SAFETY: this thread's own state.
+                let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
+                if core::ptr::eq(heap, owner) && tc.push(heap, c, p, h) {
+                    return;
+                }
+            }
+        }
+        // `owner` is one of the process's arenas: the block's page map tag names it.
+        release(global::owner_of(p, self.func), p, h, self.func)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Shared bodies
+
+pub fn zalloc(nmemb: usize, size: usize) -> *mut c_void {
+    let Some(total) = nmemb.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    let p = alloc(total);
+    if !p.is_null() {
+        // SAFETY: p is a live block of at least `total` bytes; its header precedes it.
+        let fresh_mapping = unsafe { block::load(p as usize - block::HEADER) } & MAPPED != 0;
+        if !fresh_mapping {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_bytes(p as *mut u8, 0, total) };
+        }
+    }
+    p
+}
+
+pub fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
+    if p.is_null() {
+        return alloc(n);
+    }
+    if n == 0 {
+        dealloc(p, func);
+        return core::ptr::null_mut();
+    }
+    let p = p as usize;
+    let heap = global::owner_of(p, func);
+    let h = heap.validate(p, func);
+    if checked::enabled() {
+        return or_enomem(checked::realloc(heap, p, h, n, func));
+    }
+    let saved = errno();
+    match heap.realloc(p, h, n, &mut Surface { func }) {
+        Some(Reallocated::InPlace(q)) => {
+            stats::note_resized(h, q);
+            // A shrink that found no smaller block keeps its own, and leaves errno alone.
+            set_errno(saved);
+            q as *mut c_void
+        }
+        Some(Reallocated::Moved(q)) => q as *mut c_void,
+        None => or_enomem(None),
+    }
+}
+
+/// This thread's arena (the main heap for threads without one).
+fn my_heap() -> &'static Heap<OsSource> {
+    let t = thread::state_or_create();
+    // SAFETY: this thread's own state.
+    if t.is_null() { global::main_heap() } else { unsafe { (*t).heap } }
+}
+
+pub fn aligned(align: usize, n: usize) -> *mut c_void {
+    global::ensure_initialised();
+    if checked::enabled() {
+        return or_enomem(uncached(checked::alloc(n, align)));
+    }
+    or_enomem(uncached(my_heap().memalign(align, n)))
+}
+
+pub fn memalign_impl(align: usize, n: usize) -> *mut c_void {
+    if align <= ALIGNMENT {
+        return alloc(n);
+    }
+    if align > usize::MAX / 2 + 1 {
+        set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    // glibc rounds an alignment that is not a power of two up to the next one.
+    aligned(align.next_power_of_two(), n)
+}
+
+pub fn pvalloc_impl(n: usize) -> *mut c_void {
+    let Some(rounded) = n.checked_add(PAGE - 1) else {
+        set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    aligned(PAGE, rounded & !(PAGE - 1))
+}
+
+pub fn reallocarray_impl(p: *mut c_void, nmemb: usize, size: usize) -> *mut c_void {
+    match nmemb.checked_mul(size) {
+        Some(total) => resize(p, total, "reallocarray"),
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+pub fn usable(p: *mut c_void) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    let p = p as usize;
+    let heap = global::owner_of(p, "malloc_usable_size");
+    let h = heap.validate(p, "malloc_usable_size");
+    if checked::enabled() { checked::usable(heap, p, h) } else { heap.usable_of(p, h) }
+}
+
+/// Gives free memory back to the OS, keeping `pad` bytes at the top of each heap (this thread's
+/// cache is emptied first). Returns whether any memory was released.
+pub fn trim(pad: usize) -> bool {
+    let saved = errno();
+    let t = thread::state();
+    if !t.is_null() {
+        // SAFETY: this thread's own state.
+        unsafe { (*t).cache.flush_everything((*t).heap) };
+    }
+    let mut released = false;
+    for a in global::arenas() {
+        released |= a.trim(pad);
+    }
+    set_errno(saved);
+    released
+}
+
+/// Verifies every invariant of every arena (block tiling, boundary tags, free lists): what is
+/// wrong, if anything.
+pub fn check_heap() -> Result<(), &'static str> {
+    global::arenas().iter().try_for_each(|a| a.check().map(|_| ()))
+}
