@@ -9,10 +9,10 @@ use core::ffi::c_void;
 
 use crate::block::{self, MAPPED};
 use crate::config::{ALIGNMENT, PAGE};
-use crate::heap::{Heap, Mover, Reallocated};
+use crate::heap::{small_block_stays, Heap, Mover, Reallocated};
 use crate::os::OsSource;
 use crate::os::{errno, set_errno};
-use crate::size_class::{quick_class_of_block, quick_class_of_request};
+use crate::size_class::{alloc_block_size, quick_class_of_block, quick_class_of_request};
 use crate::tcache::ThreadCache;
 use crate::{checked, global, profile, stats, thread};
 
@@ -235,6 +235,9 @@ pub fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
         dealloc(p, func);
         return core::ptr::null_mut();
     }
+    if let Some(q) = resize_cached(p as usize, n) {
+        return q;
+    }
     let p = p as usize;
     let heap = global::owner_of(p, func);
     let h = heap.validate(p, func);
@@ -252,6 +255,42 @@ pub fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
         Some(Reallocated::Moved(q)) => q as *mut c_void,
         None => or_enomem(None),
     }
+}
+
+/// `realloc` of a block of a quick class from this thread's arena, without the core: it stays when
+/// it still fits (the core's rule, `small_block_stays`), else it moves through the cache (pop,
+/// copy, push), which is what the core would do with it. `None` for anything else, and when the
+/// new block cannot be had, so that the general path decides (and diagnoses).
+#[inline]
+fn resize_cached(p: usize, n: usize) -> Option<*mut c_void> {
+    let t = thread::state();
+    if t.is_null() || checked::enabled() {
+        return None;
+    }
+    // SAFETY: a non-null state() is this thread's own.
+    let heap = unsafe { (*t).heap };
+    let h = heap.validate_local(p)?;
+    let size = block::size_of(h);
+    let c = quick_class_of_block(size)?;
+    if small_block_stays(size, alloc_block_size(n)?) {
+        return Some(p as *mut c_void);
+    }
+    let saved = errno();
+    let q = alloc(n);
+    if q.is_null() {
+        set_errno(saved);
+        return None;
+    }
+    // SAFETY: both blocks are live and distinct; the old one holds `usable_of` bytes. The cache
+    // is taken anew: `alloc` used it.
+    let tc = unsafe {
+        core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, heap.usable_of(p, h).min(n));
+        &mut (*t).cache
+    };
+    if !tc.push(heap, c, p, h) {
+        dealloc_own(p, h, tc, heap);
+    }
+    Some(q)
 }
 
 /// This thread's arena (the main heap for threads without one).

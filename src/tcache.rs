@@ -75,6 +75,7 @@ impl BinStats {
     }
 }
 
+#[inline(always)]
 fn bump(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
 }

@@ -43,7 +43,7 @@ mod validate;
 
 pub use budget::Footprint;
 pub use check::HeapReport;
-pub use resize::{Mover, Reallocated};
+pub use resize::{small_block_stays, Mover, Reallocated};
 
 use bins::Core;
 use mapped::{MAPPED_PREFIX, PREFIX_CHECKED, RECENT_UNMAPPED};

@@ -49,6 +49,13 @@ pub(super) enum Resized {
     NoMemory,
 }
 
+/// Whether a block of a quick class, `size` bytes, stays where it is when resized to a block of
+/// `need` bytes: when it holds them without halving (see `resize_in_place`). Otherwise it moves.
+#[inline]
+pub fn small_block_stays(size: usize, need: usize) -> bool {
+    need <= size && !(need <= size / 2 && size - need >= MIN_BLOCK)
+}
+
 impl<S: Source> Heap<S> {
     /// Resizes the live block at `p` (header `h`) to `n > 0` bytes without moving it, if it can.
     /// Mapped blocks may move with `mremap`.
@@ -66,7 +73,7 @@ impl<S: Source> Heap<S> {
                 // for the next request of its class: a program that shrinks a buffer it has filled
                 // (interpreters' strings and bytes) asks for such a buffer again soon, and split
                 // tails would only fragment the bins.
-                return if need <= size / 2 && size - need >= MIN_BLOCK { Resized::MustMove } else { Resized::Done(p) };
+                return if small_block_stays(size, need) { Resized::Done(p) } else { Resized::MustMove };
             }
             if size - need >= MIN_BLOCK {
                 self.with_core(|core| {
