@@ -440,7 +440,8 @@ impl<S: Source> Heap<S> {
             unsafe { self.consolidate(core) };
             let trimmed = self.trim_top(core, pad);
             let now = self.source.now_ms();
-            self.purge(core, now, PurgePass::Forced) > 0 || trimmed
+            let purged = self.purge(core, now, PurgePass::Forced) + self.purge_top(core, pad);
+            purged > 0 || trimmed
         })
     }
 

@@ -198,6 +198,27 @@ impl<S: Source> Heap<S> {
         purged
     }
 
+    /// Gives back, in place, the pages of the top beyond `keep` bytes past its start: for a
+    /// forced trim, when the top could not go back to the source (another user of the program
+    /// break, the C library's own malloc in a Rust program, has moved the break past it).
+    /// Returns the bytes purged.
+    pub(super) fn purge_top(&self, core: &mut Core, keep: usize) -> usize {
+        let t = core.top;
+        if t == 0 {
+            return 0;
+        }
+        let keep = keep.max(PURGE_KEEP);
+        // SAFETY: the top is a FREE block we own under the heap lock.
+        if keep >= block::size_of(unsafe { block::load(t) }) {
+            return 0; // `pad` covers the whole top (it may be any number)
+        }
+        // SAFETY: as above.
+        let purged = unsafe { self.purge_block(core, t, keep, core.reclaim.top_touched, true) };
+        core.reclaim.top_touched = core.reclaim.top_touched.min(round_up(t + keep, PAGE));
+        self.counters.purged.fetch_add(purged, Ordering::Relaxed);
+        purged
+    }
+
     /// Gives back the pages of the free block `b` from `keep` bytes past its start to its footer
     /// (or to `limit`, beyond which it was never touched), if it is `aged` and big enough.
     /// Returns the bytes purged.

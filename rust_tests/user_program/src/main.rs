@@ -213,10 +213,10 @@ fn c_heap(expect_ours: bool) {
     }
 }
 
-/// Twenty mebibytes of small blocks, freed: `trim` gives their pages back (unmapped or purged).
-/// The amount is asserted outside checking mode only: there trim gives back far less (about
-/// 150 KiB of the 20 MiB; an open question in the issue tracker, not a behaviour to rely on).
-fn memory_return(checking: bool) {
+/// Twenty mebibytes of small blocks, freed: `trim` gives their pages back (unmapped or purged),
+/// also when they lie in the top of the heap and the C library's own malloc has moved the program
+/// break past it.
+fn memory_return() {
     let given_back = |s: my_alloc::Stats| s.os_returned + s.purged_bytes;
     let before = given_back(my_alloc::stats());
     let blocks: Vec<Box<[u8; 1000]>> = (0..20_000).map(|i| Box::new([i as u8; 1000])).collect();
@@ -224,7 +224,7 @@ fn memory_return(checking: bool) {
     drop(blocks);
     assert!(my_alloc::trim(0), "trim released nothing");
     let released = given_back(my_alloc::stats()) - before;
-    assert!(checking || released >= 8 << 20, "trim gave back only {released} bytes of 20 MiB freed");
+    assert!(released >= 8 << 20, "trim gave back only {released} bytes of 20 MiB freed");
 }
 
 /// Misuse through the Rust surface, which must be diagnosed as the C library's is (the test
@@ -275,7 +275,7 @@ fn main() {
     let checking = std::env::var("MY_ALLOC_CHECK").is_ok_and(|v| v == "1");
     assert!(checking || end.thread_caches >= 5, "the threads had no caches of their own");
     my_alloc::check_heap().expect("heap check");
-    memory_return(checking);
+    memory_return();
     println!(
         "user program ({}): {allocations} allocations, {frees} frees through my_alloc, heap sound",
         match (c_names, checking) {
