@@ -31,6 +31,12 @@ void *reall_oc(void *ptr, size_t size);
 // the heap is sound; otherwise prints what is wrong on standard error and returns -1.
 int my_alloc_check_heap(void);
 
+// Writes a snapshot of the heap profile now, when the program runs with `MY_ALLOC_PROFILE=FILE`:
+// the sampled allocations live at this moment, which `my_alloc report --leaks --snapshot N`
+// shows. Safe to call from a signal handler. Returns 0, or -1 when the program is not being
+// profiled with call stacks.
+int my_alloc_profile_snapshot(void);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -282,3 +282,12 @@ pub extern "C" fn my_alloc_check_heap() -> c_int {
         }
     }
 }
+
+/// Writes a snapshot of the heap profile now, when the program runs with `MY_ALLOC_PROFILE=FILE`:
+/// the sampled allocations live at this moment, which `my_alloc report --leaks --snapshot N`
+/// shows. Safe to call from a signal handler. Returns 0, or -1 when the program is not being
+/// profiled with call stacks.
+#[no_mangle]
+pub extern "C" fn my_alloc_profile_snapshot() -> c_int {
+    if crate::profile::snapshot() { 0 } else { -1 }
+}

@@ -16,8 +16,8 @@
 //!   |           |  bookkeeping), then unused bytes          |  8 bytes |
 //!   +-----------+------------------------------------------+----------+
 //!
-//!   header (64 bits): | check:16 | state:2 | checked:1 | size:42 (bits 3..44) | 0 | mapped:1 | prev_free:1 |
-//!   footer (64 bits): | check:16 | 0       | 0         | size                 | 0 | 0        | 0           |
+//!   header (64 bits): | check:16 | state:2 | checked:1 | sampled:1 | size:41 (bits 3..43) | 0 | mapped:1 | prev_free:1 |
+//!   footer (64 bits): | check:16 | 0       | 0         | 0         | size                 | 0 | 0        | 0           |
 //! ```
 //!
 //! - `size` counts the whole block, header included; blocks tile their segment exactly.
@@ -38,6 +38,8 @@
 //!   check is linear in the low bits (`fold16`), so a state change is a single XOR of the high
 //!   half with a constant.
 //! - `checked` marks a block allocated in checking mode.
+//! - `sampled` marks a live block whose allocation the profiler recorded (its free is recorded
+//!   too). It is set and cleared only while the block is `IN_USE`, by its owner, in the high half.
 //! - Free-list links live in the payload: quick lists and thread caches use one encoded word
 //!   (`encode_link`), bins use two plain words (next, prev) guarded by the heap lock.
 //! - Mapped blocks (their own `mmap`) have the `mapped` bit, `size` = the mapping's length, and
@@ -63,6 +65,8 @@ pub const QUICK: u64 = 0b10 << STATE_SHIFT;
 pub const FREE: u64 = 0b11 << STATE_SHIFT;
 /// The block was allocated in checking mode (kept while it is `QUICK`).
 pub const CHECKED: u64 = 1 << 45;
+/// The profiler recorded this live block's allocation (see `profile`).
+pub const SAMPLED: u64 = 1 << 44;
 /// The block has a mapping of its own.
 pub const MAPPED: u64 = 0b10;
 /// The block before this one is `FREE`: the word before this header is its footer. Not covered
@@ -76,9 +80,9 @@ pub const LOW_MASK: u64 = (1 << 48) - 1;
 /// The bits the check covers.
 const SEALED_MASK: u64 = LOW_MASK & !PREV_FREE;
 /// The size field of a header or footer.
-pub const SIZE_MASK: u64 = (CHECKED - 1) & !FLAG_MASK;
-/// Blocks and mappings are smaller than this (32 TiB).
-pub const SIZE_LIMIT: usize = CHECKED as usize;
+pub const SIZE_MASK: u64 = (SAMPLED - 1) & !FLAG_MASK;
+/// Blocks and mappings are smaller than this (16 TiB).
+pub const SIZE_LIMIT: usize = SAMPLED as usize;
 
 /// Bytes between a block's start and its user pointer.
 pub const HEADER: usize = WORD;
@@ -89,13 +93,17 @@ pub const FLIP_IN_USE_QUICK: u64 = flip(IN_USE, QUICK);
 pub const FLIP_QUICK_FREE: u64 = flip(QUICK, FREE);
 /// XOR that sets or clears the `checked` mark.
 pub const FLIP_CHECKED: u64 = flip(0, CHECKED);
+/// XOR that sets or clears the `sampled` mark.
+pub const FLIP_SAMPLED: u64 = flip(0, SAMPLED);
 
 const fn flip(a: u64, b: u64) -> u64 {
     let d = a ^ b;
     d | (fold16(d) << 48)
 }
 // Every flip stays in the high half, which the block's owner writes.
-const _: () = assert!(FLIP_IN_USE_QUICK as u32 == 0 && FLIP_QUICK_FREE as u32 == 0 && FLIP_CHECKED as u32 == 0);
+const _: () = assert!(
+    FLIP_IN_USE_QUICK as u32 == 0 && FLIP_QUICK_FREE as u32 == 0 && FLIP_CHECKED as u32 == 0 && FLIP_SAMPLED as u32 == 0
+);
 
 /// Folds the low 48 bits into 16; linear in XOR, so a change of flags is a constant XOR.
 #[inline(always)]
@@ -126,6 +134,13 @@ pub fn is_sealed(addr: usize, word: u64, secret: u64) -> bool {
 #[inline(always)]
 pub const fn size_of(word: u64) -> usize {
     (word & SIZE_MASK) as usize
+}
+
+/// The size field of a header, or a size no quick class has when the block is `sampled`: the
+/// free and realloc fast paths test the class anyway, so sampled blocks leave them for free.
+#[inline(always)]
+pub const fn quick_size_of(word: u64) -> usize {
+    (word & (SIZE_MASK | SAMPLED)) as usize
 }
 
 /// The state field of a header word.
@@ -277,6 +292,11 @@ mod tests {
         assert_eq!(q ^ FLIP_IN_USE_QUICK, w);
         let c = w ^ FLIP_CHECKED;
         assert_eq!(c, seal(b, 48 | IN_USE | CHECKED, SECRET));
+        let s = w ^ FLIP_SAMPLED;
+        assert_eq!(s, seal(b, 48 | IN_USE | SAMPLED, SECRET));
+        assert_eq!(size_of(s), 48);
+        assert!(quick_size_of(s) >= SIZE_LIMIT);
+        assert_eq!(quick_size_of(w), 48);
     }
 
     #[test]

@@ -103,13 +103,20 @@ pub const NEARLY_EMPTY_QUIET: u64 = 4;
 /// heap grows in few system calls (pages not yet touched cost no memory).
 pub const GROW_SHARE: usize = 8;
 
+/// The profiler's default mean interval between recorded call stacks, in bytes allocated (as
+/// jemalloc's and tcmalloc's): rare enough to cost little, often enough to see what dominates.
+pub const PROFILE_RATE: usize = 512 * 1024;
+
+/// Frames recorded per call stack at most.
+pub const PROFILE_FRAMES: usize = 64;
+
 /// Page size of the target (x86-64 and aarch64 Linux with 4 KiB pages).
 pub const PAGE: usize = 4096;
 
 /// Largest request size considered at all; beyond it malloc fails with ENOMEM at once. glibc's
-/// bound is PTRDIFF_MAX; ours is 32 TiB, what a header's size field holds (`block::SIZE_LIMIT`),
+/// bound is PTRDIFF_MAX; ours is 16 TiB, what a header's size field holds (`block::SIZE_LIMIT`),
 /// more than any machine can map.
-pub const MAX_REQUEST: usize = (1 << 45) - 2 * PAGE - 64 * 1024;
+pub const MAX_REQUEST: usize = (1 << 44) - 2 * PAGE - 64 * 1024;
 
 /// Rounds `n` up to a multiple of `align` (a power of two). The caller guarantees no overflow.
 pub const fn round_up(n: usize, align: usize) -> usize {

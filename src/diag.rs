@@ -5,16 +5,19 @@
 
 use crate::os;
 
-/// A line being built on the stack; text beyond its capacity is dropped.
-pub struct Line {
-    buf: [u8; 256],
+/// Text being built on the stack, `N` bytes at most; text beyond its capacity is dropped.
+pub struct Text<const N: usize> {
+    buf: [u8; N],
     len: usize,
 }
 
-impl Line {
-    /// An empty line.
+/// A diagnostic or profile line.
+pub type Line = Text<256>;
+
+impl<const N: usize> Text<N> {
+    /// An empty text.
     pub const fn new() -> Self {
-        Line { buf: [0; 256], len: 0 }
+        Text { buf: [0; N], len: 0 }
     }
 
     /// Appends text.
@@ -45,7 +48,12 @@ impl Line {
     }
 
     /// Appends a number in hexadecimal with a `0x` prefix.
-    pub fn hex(&mut self, mut v: u64) -> &mut Self {
+    pub fn hex(&mut self, v: u64) -> &mut Self {
+        self.str("0x").hex_digits(v)
+    }
+
+    /// Appends a number in lowercase hexadecimal, without a prefix.
+    pub fn hex_digits(&mut self, mut v: u64) -> &mut Self {
         let mut digits = [0u8; 16];
         let mut i = digits.len();
         loop {
@@ -56,7 +64,6 @@ impl Line {
                 break;
             }
         }
-        self.str("0x");
         self.str(core::str::from_utf8(&digits[i..]).unwrap_or(""))
     }
 
@@ -85,6 +92,11 @@ impl Line {
         self
     }
 
+    /// How many more bytes fit.
+    pub fn room(&self) -> usize {
+        N - self.len
+    }
+
     /// The text so far.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
@@ -102,7 +114,7 @@ impl Line {
     }
 }
 
-impl Default for Line {
+impl<const N: usize> Default for Text<N> {
     fn default() -> Self {
         Self::new()
     }

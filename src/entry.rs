@@ -28,6 +28,10 @@ pub fn alloc(n: usize) -> *mut c_void {
             // SAFETY: a non-null state() is this thread's own.
             let p = unsafe { (*t).cache.pop((*t).heap, c) };
             if p != 0 {
+                // SAFETY: as above.
+                if profile::tick(unsafe { &mut (*t).sample }, n) {
+                    return profile::sampled(p, n) as *mut c_void;
+                }
                 return p as *mut c_void;
             }
         }
@@ -41,7 +45,16 @@ pub fn alloc(n: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn alloc_slow(n: usize) -> *mut c_void {
-    or_enomem(alloc_slow_inner(n))
+    or_enomem(noted(alloc_slow_inner(n), n))
+}
+
+/// Counts an allocation of `n` bytes off the hot path on the profiler's clock.
+#[inline]
+fn noted(p: Option<usize>, n: usize) -> Option<usize> {
+    if let Some(p) = p {
+        profile::note_alloc(p, n);
+    }
+    p
 }
 
 #[inline(always)]
@@ -102,7 +115,8 @@ pub fn dealloc(p: *mut c_void, func: &str) {
         // SAFETY: a non-null state() is this thread's own.
         let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
         if let Some(h) = heap.validate_local(p) {
-            if let Some(c) = quick_class_of_block(block::size_of(h)) {
+            // A sampled block has no quick class here: its free is recorded off this path.
+            if let Some(c) = quick_class_of_block(block::quick_size_of(h)) {
                 if tc.push(heap, c, p, h) {
                     return;
                 }
@@ -155,6 +169,7 @@ fn dealloc_slow(p: usize, func: &str) {
 fn release(heap: &'static Heap<OsSource>, p: usize, h: u64, func: &str) {
     global::ensure_initialised();
     profile::maybe_sample();
+    let h = profile::unsample(p, h);
     if checked::enabled() {
         stats::note_uncached_free(h);
         return checked::free(heap, p, h, func);
@@ -172,6 +187,7 @@ fn release(heap: &'static Heap<OsSource>, p: usize, h: u64, func: &str) {
 /// arena `heap`. The cache counts what enters its bins and outboxes; blocks of no quick class
 /// pass it by, straight to their heap, and are counted here.
 fn free_cached(tc: &mut ThreadCache, heap: &'static Heap<OsSource>, owner: &'static Heap<OsSource>, p: usize, h: u64) {
+    let h = profile::unsample(p, h);
     if quick_class_of_block(block::size_of(h)).is_none() {
         stats::note_uncached_free(h);
     }
@@ -194,7 +210,7 @@ impl Mover<OsSource> for Surface<'_> {
     fn release(&mut self, owner: &Heap<OsSource>, p: usize, h: u64) {
         let t = thread::state();
         if !t.is_null() && !checked::enabled() {
-            if let Some(c) = quick_class_of_block(block::size_of(h)) {
+            if let Some(c) = quick_class_of_block(block::quick_size_of(h)) {
                 // SAFETY: this thread's own state.
                 let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
                 if core::ptr::eq(heap, owner) && tc.push(heap, c, p, h) {
@@ -240,13 +256,17 @@ pub fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
     }
     let p = p as usize;
     let heap = global::owner_of(p, func);
-    let h = heap.validate(p, func);
+    // A sampled block's free is recorded first, whatever follows: a block resized in place may
+    // get a new header, and a moved one is allocated anew (and counted as such). (Should the
+    // resize fail, the block stays but counts as freed for the profile.)
+    let h = profile::unsample(p, heap.validate(p, func));
     if checked::enabled() {
-        return or_enomem(checked::realloc(heap, p, h, n, func));
+        return or_enomem(noted(checked::realloc(heap, p, h, n, func), n));
     }
     let saved = errno();
     match heap.realloc(p, h, n, &mut Surface { func }) {
         Some(Reallocated::InPlace(q)) => {
+            profile::note_alloc(q, n);
             stats::note_resized(h, q);
             // A shrink that found no smaller block keeps its own, and leaves errno alone.
             set_errno(saved);
@@ -270,9 +290,14 @@ fn resize_cached(p: usize, n: usize) -> Option<*mut c_void> {
     // SAFETY: a non-null state() is this thread's own.
     let heap = unsafe { (*t).heap };
     let h = heap.validate_local(p)?;
-    let size = block::size_of(h);
+    // Sampled blocks take the general path, which records their free.
+    let size = block::quick_size_of(h);
     let c = quick_class_of_block(size)?;
     if small_block_stays(size, alloc_block_size(n)?) {
+        // SAFETY: as above.
+        if profile::tick(unsafe { &mut (*t).sample }, n) {
+            return Some(profile::sampled(p, n) as *mut c_void);
+        }
         return Some(p as *mut c_void);
     }
     let saved = errno();
@@ -303,9 +328,9 @@ fn my_heap() -> &'static Heap<OsSource> {
 pub fn aligned(align: usize, n: usize) -> *mut c_void {
     global::ensure_initialised();
     if checked::enabled() {
-        return or_enomem(uncached(checked::alloc(n, align)));
+        return or_enomem(noted(uncached(checked::alloc(n, align)), n));
     }
-    or_enomem(uncached(my_heap().memalign(align, n)))
+    or_enomem(noted(uncached(my_heap().memalign(align, n)), n))
 }
 
 pub fn memalign_impl(align: usize, n: usize) -> *mut c_void {

@@ -5,9 +5,9 @@
 //! comes first. An unknown `MY_ALLOC_*` name or a bad value gets one warning line on stderr, and
 //! the default is kept.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::config::{MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, TRIM_DECAY_MS, TRIM_THRESHOLD};
+use crate::config::{MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, PROFILE_RATE, TRIM_DECAY_MS, TRIM_THRESHOLD};
 use crate::diag::Line;
 use crate::size_text::parse_size;
 
@@ -29,6 +29,13 @@ pub static DECAY_MS: AtomicUsize = AtomicUsize::new(TRIM_DECAY_MS as usize);
 
 /// Where a profile goes (`MY_ALLOC_PROFILE=FILE`), NUL-terminated; empty when not profiling.
 pub static PROFILE_PATH: PathBuf = PathBuf::new();
+/// `MY_ALLOC_PROFILE_RATE`: the mean number of bytes allocated between two recorded call stacks
+/// while profiling; 0 records none.
+pub static PROFILE_RATE_BYTES: AtomicUsize = AtomicUsize::new(PROFILE_RATE);
+/// `MY_ALLOC_PROFILE_SEED`: seeds the sampling (0: a random seed), for runs that must repeat.
+pub static PROFILE_SEED: AtomicU64 = AtomicU64::new(0);
+/// `MY_ALLOC_PROFILE_SIGNAL`: the signal that writes a snapshot of the profile (0: none).
+pub static PROFILE_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 const UNREAD: u8 = 0;
 const READING: u8 = 1;
@@ -110,6 +117,21 @@ fn apply(name: &[u8], value: &[u8]) {
         b"VERBOSE" => set_flag(&VERBOSE, value),
         b"CHECK" => set_flag(&CHECK, value),
         b"PROFILE" => PROFILE_PATH.set(value),
+        b"PROFILE_RATE" => set_size(&PROFILE_RATE_BYTES, value, 0, usize::MAX / 2),
+        b"PROFILE_SEED" => match parse_size(value) {
+            Some(n) => {
+                PROFILE_SEED.store(n as u64, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        },
+        b"PROFILE_SIGNAL" => match signal_number(value) {
+            Some(n) => {
+                PROFILE_SIGNAL.store(n, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        },
         b"MMAP_THRESHOLD" => {
             let ok = set_size(&MMAP, value, 4096, MMAP_THRESHOLD_MAX);
             MMAP_FIXED.store(ok, Ordering::Relaxed);
@@ -159,6 +181,20 @@ fn set_size(target: &AtomicUsize, value: &[u8], min: usize, max: usize) -> bool 
     }
 }
 
+/// A signal a program may hand us: `USR1`, `SIGUSR2`, or a real-time or other number that is
+/// not one the kernel reserves (SIGKILL, SIGSTOP) or that faults report (SIGSEGV and kin).
+fn signal_number(value: &[u8]) -> Option<i32> {
+    let name = value.strip_prefix(b"SIG").unwrap_or(value);
+    let n = match name {
+        b"USR1" => libc::SIGUSR1,
+        b"USR2" => libc::SIGUSR2,
+        b"0" | b"" => return Some(0),
+        _ => i32::try_from(parse_size(name)?).ok()?,
+    };
+    let unfit = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT];
+    (n > 0 && n < 65 && !unfit.contains(&n)).then_some(n)
+}
+
 fn print_options() {
     let mut l = Line::new();
     l.str("my_alloc: options: check=").dec(CHECK.load(Ordering::Relaxed) as u64);
@@ -171,6 +207,11 @@ fn print_options() {
     let n = PROFILE_PATH.copy_to(&mut path);
     if n > 0 {
         l.str(" profile=").str(core::str::from_utf8(&path[..n]).unwrap_or("?"));
+        l.str(" profile_rate=").dec(PROFILE_RATE_BYTES.load(Ordering::Relaxed) as u64);
+        let sig = PROFILE_SIGNAL.load(Ordering::Relaxed);
+        if sig != 0 {
+            l.str(" profile_signal=").dec(sig as u64);
+        }
     }
     l.write_to(2);
 }
@@ -185,5 +226,18 @@ mod tests {
         assert!(set_flag(&f, b"yes") && f.load(Ordering::Relaxed));
         assert!(set_flag(&f, b"0") && !f.load(Ordering::Relaxed));
         assert!(!set_flag(&f, b"maybe"));
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(signal_number(b"USR2"), Some(libc::SIGUSR2));
+        assert_eq!(signal_number(b"SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(signal_number(b"40"), Some(40));
+        assert_eq!(signal_number(b"0"), Some(0));
+        assert_eq!(signal_number(b"SEGV"), None);
+        assert_eq!(signal_number(b"11"), None);
+        assert_eq!(signal_number(b"9"), None);
+        assert_eq!(signal_number(b"99"), None);
+        assert_eq!(signal_number(b"HUP"), None);
     }
 }

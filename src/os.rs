@@ -86,6 +86,19 @@ pub fn read_at(fd: i32, buf: &mut [u8], offset: usize) -> usize {
     n.max(0) as usize
 }
 
+/// Reads up to `buf.len()` bytes of `fd` at its current position; the count read, 0 on end or
+/// error (files of /proc are read this way: they are generated as they are read).
+pub fn read(fd: i32, buf: &mut [u8]) -> usize {
+    loop {
+        // SAFETY: reads into a buffer of its length.
+        let n = keep_errno(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) });
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return n.max(0) as usize;
+    }
+}
+
 /// The target of the symbolic link at `path`, into `buf` (not NUL-terminated); its length.
 pub fn read_link(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
     // SAFETY: the buffer is writable for its length; readlink does not NUL-terminate.
@@ -140,6 +153,66 @@ pub fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern 
 pub fn at_exit(f: extern "C" fn()) {
     // SAFETY: a plain function with the expected signature.
     keep_errno(|| unsafe { libc::atexit(f) });
+}
+
+/// Installs `handler` for signal `sig` (with `SA_RESTART`, so that the program's system calls are
+/// not cut short by it); false if the signal cannot be caught. From the constructor only.
+pub fn on_signal(sig: i32, handler: extern "C" fn(i32)) -> bool {
+    // SAFETY: a zeroed sigaction is a valid empty one; the handler has the signature the kernel
+    // calls, and the old action is not needed.
+    keep_errno(|| unsafe {
+        let mut act: libc::sigaction = core::mem::zeroed();
+        act.sa_sigaction = handler as usize;
+        act.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(sig, &act, core::ptr::null_mut()) == 0
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Call stacks: libgcc's unwinder
+//
+// It walks the DWARF call-frame information every ELF object carries in `.eh_frame` (for C++
+// exceptions and Rust panics), so it works in programs built without frame pointers. libgcc 12
+// with glibc 2.35 or later finds a pc's object through `_dl_find_object`, which takes no lock and
+// does not allocate; the first walk binds the symbols and sets up its tables, so the profiler
+// makes one from the constructor (`profile::start`).
+
+/// What `_Unwind_Backtrace` calls for each frame; a non-zero result stops the walk.
+type TraceFn = extern "C" fn(ctx: *mut core::ffi::c_void, arg: *mut core::ffi::c_void) -> i32;
+
+#[link(name = "gcc_s")]
+extern "C" {
+    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut core::ffi::c_void) -> i32;
+    fn _Unwind_GetIP(ctx: *mut core::ffi::c_void) -> usize;
+}
+
+/// Where a walk stores its frames.
+struct Frames<'a> {
+    out: &'a mut [usize],
+    len: usize,
+}
+
+extern "C" fn one_frame(ctx: *mut core::ffi::c_void, arg: *mut core::ffi::c_void) -> i32 {
+    // SAFETY: `arg` is the `Frames` that `backtrace` passed, alive for the whole walk; `ctx` is
+    // the unwinder's context for this frame.
+    let (frames, ip) = unsafe { (&mut *(arg as *mut Frames), _Unwind_GetIP(ctx)) };
+    if ip == 0 || frames.len == frames.out.len() {
+        return 1;
+    }
+    frames.out[frames.len] = ip;
+    frames.len += 1;
+    0
+}
+
+/// Stores the calling thread's return addresses, innermost first, into `out`; how many. Safe
+/// inside malloc: the walk allocates nothing and takes no lock (see above).
+#[inline(never)]
+pub fn backtrace(out: &mut [usize]) -> usize {
+    let mut frames = Frames { out, len: 0 };
+    // SAFETY: the callback matches what the unwinder calls and `frames` outlives the walk.
+    keep_errno(|| unsafe { _Unwind_Backtrace(one_frame, (&mut frames as *mut Frames).cast()) });
+    frames.len
 }
 
 // ------------------------------------------------------------------------------------------------

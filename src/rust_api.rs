@@ -299,3 +299,10 @@ pub fn trim(pad: usize) -> bool {
 pub fn profile_sample() -> bool {
     profile::sample_now()
 }
+
+/// Writes a snapshot of the heap profile's call stacks now: the sampled allocations live at this
+/// moment (`my_alloc report --leaks --snapshot N` shows the N-th). Returns whether the program is
+/// being profiled with call stacks (`MY_ALLOC_PROFILE=FILE`, `MY_ALLOC_PROFILE_RATE` not 0).
+pub fn profile_snapshot() -> bool {
+    profile::snapshot()
+}

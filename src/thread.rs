@@ -34,6 +34,9 @@ pub struct ThreadState {
     pub cache: ThreadCache,
     /// The arena the cache works on.
     pub heap: &'static Heap<OsSource>,
+    /// When this thread's allocations are next sampled by the profiler (next to `heap`, which the
+    /// hot path reads too).
+    pub sample: SampleClock,
     /// Its index in `global::ARENAS`.
     arena: usize,
     /// Next cache on the registry of all caches ever made.
@@ -43,6 +46,24 @@ pub struct ThreadState {
 }
 
 type Registered = ThreadState;
+
+/// The profiler's per-thread clock (`profile::sampler` reads and winds it).
+#[repr(C)]
+pub struct SampleClock {
+    /// Bytes this thread may still allocate before the next sample; below zero, the allocation
+    /// that took it there is sampled. Starts at 0, so the first allocation decides.
+    pub left: isize,
+    /// The thread's random state for drawing intervals.
+    pub rng: u64,
+    /// The thread is recording a sample: its own allocations meanwhile are not sampled.
+    pub busy: bool,
+}
+
+impl SampleClock {
+    pub const fn new() -> Self {
+        SampleClock { left: 0, rng: 0, busy: false }
+    }
+}
 
 /// Parked caches, ready for new threads, and who uses which arena.
 struct Pool {
@@ -158,7 +179,7 @@ fn create() -> *mut Registered {
     drop(pool);
     // SAFETY: fresh memory, big enough and aligned for a Registered, ours until published.
     unsafe {
-        r.write(Registered { cache: ThreadCache::new(), heap, arena, registry_next: core::ptr::null_mut(), parked_next: core::ptr::null_mut() })
+        r.write(Registered { cache: ThreadCache::new(), heap, sample: SampleClock::new(), arena, registry_next: core::ptr::null_mut(), parked_next: core::ptr::null_mut() })
     };
     // Registry: push once, never removed.
     let mut head = REGISTRY.load(Ordering::Acquire);

@@ -53,7 +53,8 @@ Example:
 const REPORT_LONG_ABOUT: &str = "\
 Reads a profile recorded by the library (my_alloc run --profile PROFILE, or MY_ALLOC_PROFILE),
 draws it as one SVG picture, and prints a summary: duration, peak bytes in use and resident, the
-number of requests and the five busiest size classes.
+number of requests and the five busiest size classes; with stack samples, what they stand for
+and the three stacks with the most bytes still live.
 
 The picture has three panels: (a) requests by size class (one bar per power of two, and one for
 blocks with their own mapping), (b) bytes in use and resident over time, (c) fragmentation over
@@ -62,8 +63,36 @@ time: bytes resident but not in use.
 A profile cut short (the program crashed) is drawn as far as it goes, with a warning.";
 
 const REPORT_AFTER_LONG_HELP: &str = "\
-Exit status: 0; 1 if the profile cannot be read or is malformed, or the picture cannot be
-written; 2 for a usage error.";
+Stack samples: the library samples allocations every R bytes on average (a Poisson process, the
+R line of the profile). A sample of s bytes stands for s / (1 - exp(-s/R)) bytes allocated and
+1 / (1 - exp(-s/R)) allocations, so every figure below is an estimate; a sample of 0 bytes
+stands for 1 allocation of 0 bytes. Stacks are symbolised here from the files the profile names
+(DWARF, else the ELF symbol tables, else FILE+0xOFFSET); the allocator's own frames at their top
+are left out.
+
+  --folded           prints folded stacks, 'outer;...;inner BYTES', by bytes, for flamegraph.pl
+                     or inferno: of the bytes allocated, or with --leaks of the bytes still live;
+                     only them: no summary, and no picture unless -o is given
+  --leaks            prints the sampled allocations still live at the end (or at --snapshot),
+                     by stack: estimated bytes and allocations, and the frames of each
+  --snapshot N       counts live blocks at the Nth snapshot (P line, from 1) instead of the end:
+                     for --leaks, the summary, --folded --leaks and pprof's inuse values
+  --pprof OUT        writes a gzipped pprof profile: alloc_objects, alloc_space, inuse_objects,
+                     inuse_space, as Go's heap profiles (go tool pprof OUT)
+  --flame-peak OUT   draws a flame graph of the bytes in use at the peak (the moment the
+                     estimated live sampled bytes were highest)
+  --flame-alloc OUT  draws a flame graph of all the bytes allocated
+
+The options combine; each file is written once, and none may be the profile or another output.
+
+Exit status: 0; 1 if the profile cannot be read or is malformed, has no stack samples for an
+option that needs them, has no such snapshot, or an output cannot be written; 2 for a usage
+error.
+
+Examples:
+  my_alloc report app.prof --leaks
+  my_alloc report app.prof --folded | flamegraph.pl > app-alloc.svg
+  my_alloc report app.prof --pprof app.pb.gz --flame-peak peak.svg -o app.svg";
 
 const COMPLETIONS_AFTER_LONG_HELP: &str = "\
 The script completes the commands, their options and the shells; file names where a file is
@@ -168,6 +197,24 @@ pub struct ReportArgs {
     /// Where the picture goes (default: PROFILE with the extension .svg)
     #[arg(short, long, value_name = "OUT.svg", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
+    /// Print folded stacks of the bytes allocated (only them, for flame graph tools)
+    #[arg(long)]
+    pub folded: bool,
+    /// Print the sampled allocations still live, by stack
+    #[arg(long)]
+    pub leaks: bool,
+    /// Count live blocks at the Nth snapshot (P line) instead of the end
+    #[arg(long, value_name = "N", value_parser = snapshot_number, allow_negative_numbers = true)]
+    pub snapshot: Option<usize>,
+    /// Write a gzipped pprof profile of the stack samples
+    #[arg(long, value_name = "OUT.pb.gz", value_hint = ValueHint::FilePath)]
+    pub pprof: Option<PathBuf>,
+    /// Draw a flame graph of the bytes in use at the peak
+    #[arg(long, value_name = "OUT.svg", value_hint = ValueHint::FilePath)]
+    pub flame_peak: Option<PathBuf>,
+    /// Draw a flame graph of all the bytes allocated
+    #[arg(long, value_name = "OUT.svg", value_hint = ValueHint::FilePath)]
+    pub flame_alloc: Option<PathBuf>,
 }
 
 /// `my_alloc completions`' options.
@@ -217,6 +264,17 @@ fn decay_ms(text: &str) -> Result<usize, String> {
     number_in(text, "number of milliseconds", 0, 3_600_000, "0 to 3600000")
 }
 
+/// A snapshot's number: from 1, as the report counts them.
+fn snapshot_number(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("snapshots are numbered from 1".to_string()),
+        Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(format!(
+            "invalid snapshot number '{text}': a whole number from 1"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +303,11 @@ mod tests {
             .unwrap_err()
             .contains("invalid number of milliseconds '-5'"));
         assert!(decay_ms("3600001").unwrap_err().contains("out of range"));
+        assert_eq!(snapshot_number("2"), Ok(2));
+        assert!(snapshot_number("0").unwrap_err().contains("from 1"));
+        assert!(snapshot_number("-1")
+            .unwrap_err()
+            .contains("invalid snapshot number '-1'"));
+        assert!(snapshot_number("+1").is_err());
     }
 }

@@ -2,21 +2,27 @@
 //! the library records (`report`), and prints shell completions for itself (`completions`).
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command, ReportArgs};
+use args::{Cli, Command};
 
 mod args;
 mod completions;
+mod flame;
+mod leaks;
+mod pprof;
 mod profile;
 mod report;
+mod report_command;
 mod run;
 // The library's own size parser, so that the command accepts exactly the spellings it does.
 #[path = "../../size_text.rs"]
 mod size_text;
+mod stacks;
+mod strip;
+mod symbols;
 mod usage;
 
 /// Why the command stops: an exit status and a message for stderr (after "my_alloc: ").
@@ -76,51 +82,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             // exec returns only when it fails.
             Err(run::exec(run::plan(args, &cwd)?))
         }
-        Command::Report(args) => report_command(args),
+        Command::Report(args) => report_command::report(args),
         Command::Completions(args) => completions::print(args.shell),
     }
-}
-
-fn report_usage(message: String) -> Failure {
-    Failure::usage(format!("report: {message} (try 'my_alloc report --help')"))
-}
-
-fn report_command(args: ReportArgs) -> Result<(), Failure> {
-    let input = args.profile;
-    let output = args.output.unwrap_or_else(|| input.with_extension("svg"));
-    if output == input {
-        return Err(report_usage(format!(
-            "the picture would overwrite the profile {}: name it with -o",
-            input.display()
-        )));
-    }
-    report(&input, &output)
-}
-
-fn report(input: &Path, output: &Path) -> Result<(), Failure> {
-    let shown = input.display().to_string();
-    let bytes = std::fs::read(input).map_err(|e| {
-        Failure::error(format!("report: cannot read {shown}: {}", run::io_text(&e)))
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let parsed =
-        profile::parse(&text).map_err(|e| Failure::error(format!("report: {shown}: {e}")))?;
-    for w in &parsed.warnings {
-        eprintln!("my_alloc: report: warning: {shown}: {w}");
-    }
-    let name = input
-        .file_name()
-        .map_or(shown.clone(), |n| n.to_string_lossy().into_owned());
-    let svg =
-        report::draw(&parsed.profile, &name).map_err(|e| Failure::error(format!("report: {e}")))?;
-    std::fs::write(output, svg).map_err(|e| {
-        Failure::error(format!(
-            "report: cannot write {}: {}",
-            output.display(),
-            run::io_text(&e)
-        ))
-    })?;
-    print!("{}", report::summary(&parsed.profile, &shown));
-    println!("picture:       {}", output.display());
-    Ok(())
 }

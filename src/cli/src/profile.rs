@@ -6,17 +6,33 @@
 //! S <t_ms> <in_use_bytes> <heap_bytes_from_os> <resident_bytes>    one per sample, t_ms increasing
 //! C <class_index> <class_block_size_bytes> <requests>              at exit, classes with requests
 //! E <t_ms>                                                         end marker, at exit
+//! R <mean_bytes>                                  header: the stack sampling interval R
+//! K <stack_id> <pc_hex> <pc_hex> ...              a call stack, innermost frame first
+//! A <t_ms> <size> <stack_id> <addr_hex>           a sampled allocation of <size> requested bytes
+//! F <t_ms> <addr_hex>                             the free of the sampled allocation at <addr>
+//! M <start_hex> <end_hex> <offset_hex> <path>     an executable file mapping (path: rest of line)
+//! P <t_ms>                                        a snapshot taken on demand
 //! ```
+//!
+//! Hex numbers are written without `0x`. The stack-sample lines (`K`, `A`, `F`, `M`, `P`) come in
+//! the order the events happened; `S` lines may interleave with them out of time order, so only
+//! file order (line numbers) orders the events. A stack is written once, before the first `A`
+//! that names it. An address is live from its `A` to the next `F` of that address; an `F` of an
+//! address with no live `A` is counted and ignored. `M` lines repeat (at start, at each snapshot,
+//! at exit): they are united, a later line with the same start replacing the earlier one.
 //!
 //! Blank lines and lines starting with `#` are comments. Lines of an unknown kind are ignored, and
 //! so are fields after the ones listed above (both for forward compatibility). A file without the
 //! `E` line (the program crashed or was killed) is read as far as it goes, with a warning; so is a
-//! last line cut short. Any other malformed line is an error naming its line number.
+//! last line cut short, and an unterminated last stack-sample line is dropped even when it parses
+//! (its last field, an address or a path, may be cut). Any other malformed line is an error
+//! naming its line number.
 //!
 //! Well-formed but odd files are read with a warning: samples out of time order (threads of the
 //! program sampling at once) are sorted; repeated headers, class lines or end markers (another
 //! process wrote to the same file) are merged: class counts added, the latest end kept.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// The header's first word, and the format version this parser reads.
@@ -51,6 +67,62 @@ impl ClassCount {
     }
 }
 
+/// One `K` line: a call stack, innermost frame first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stack {
+    /// The id `A` lines name it by.
+    pub id: u64,
+    /// Return addresses, but the first, which may be an instruction pointer in the allocator.
+    pub pcs: Vec<u64>,
+}
+
+/// When a sampled allocation was freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Free {
+    pub t_ms: u64,
+    /// The `F` line's number (1-based), which orders it among the other events.
+    pub line: usize,
+}
+
+/// One `A` line: a sampled allocation, with its free if the profile has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alloc {
+    pub t_ms: u64,
+    /// Requested bytes.
+    pub size: u64,
+    /// Index into `Profile::stacks`.
+    pub stack: usize,
+    pub addr: u64,
+    /// The `A` line's number (1-based).
+    pub line: usize,
+    pub free: Option<Free>,
+}
+
+impl Alloc {
+    /// Whether the block is live just after line `line` (its `A` before, no `F` up to it).
+    pub fn is_live_after(&self, line: usize) -> bool {
+        self.line <= line && self.free.map_or(true, |f| f.line > line)
+    }
+}
+
+/// One `M` line: an executable file mapped into the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// The file offset mapped at `start`.
+    pub offset: u64,
+    pub path: String,
+}
+
+/// One `P` line: a snapshot taken on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub t_ms: u64,
+    pub line: usize,
+}
+
 /// A parsed profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
@@ -61,6 +133,18 @@ pub struct Profile {
     pub classes: Vec<ClassCount>,
     /// The `E` line's time; `None` when the profile is truncated.
     pub end_ms: Option<u64>,
+    /// The `R` line: the mean sampling interval in bytes; `None` without stack samples.
+    pub rate: Option<u64>,
+    /// In file order; a stack id written twice (another process) has two entries.
+    pub stacks: Vec<Stack>,
+    /// Sampled allocations, in file order.
+    pub allocs: Vec<Alloc>,
+    /// The union of the `M` lines, sorted by start.
+    pub mappings: Vec<Mapping>,
+    /// In file order.
+    pub snapshots: Vec<Snapshot>,
+    /// `F` lines of addresses with no live sampled allocation, ignored.
+    pub stray_frees: u64,
 }
 
 impl Profile {
@@ -78,6 +162,27 @@ impl Profile {
     pub fn total_requests(&self) -> u64 {
         self.classes.iter().map(|c| c.requests).sum()
     }
+
+    /// Whether the profile holds allocation stack samples (an `R` line).
+    pub fn has_stack_samples(&self) -> bool {
+        self.rate.is_some()
+    }
+}
+
+/// Kinds of the stack-sample lines, whose unterminated last line is dropped even when it parses.
+const STACK_KINDS: [&str; 6] = ["R", "K", "A", "F", "M", "P"];
+
+/// What the stack-sample lines refer to while the file is read.
+#[derive(Default)]
+struct Tracker {
+    /// Stack id to index in `Profile::stacks`: the latest `K` line of that id.
+    stacks: HashMap<u64, usize>,
+    /// Address to index in `Profile::allocs` of the sampled block live there.
+    live: HashMap<u64, usize>,
+    /// The `M` lines so far by start.
+    mappings: BTreeMap<u64, Mapping>,
+    /// `A` lines at an address still live: the earlier block's free was not recorded.
+    reused: usize,
 }
 
 /// A parse that succeeded, with what the reader should be warned about.
@@ -112,6 +217,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
     // Whether more than one process wrote to the file (a program the profiled one started
     // inherits MY_ALLOC_PROFILE).
     let mut several = false;
+    let mut tracker = Tracker::default();
     let ends_with_newline = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
 
@@ -148,6 +254,13 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                 _ => return Err(err(format!("malformed header: expected '{MAGIC} {VERSION}'"))),
             }
             seen_header = true;
+            continue;
+        }
+
+        if cut_short && profile.end_ms.is_none() && STACK_KINDS.contains(&kind) {
+            warnings.push(format!(
+                "line {number} is cut short (the file ends in it); ignored"
+            ));
             continue;
         }
 
@@ -204,6 +317,23 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                 }
                 profile.end_ms = Some(profile.end_ms.map_or(t_ms, |e| e.max(t_ms)));
             }),
+            "R" => numbers::<1>(&mut fields, "R <mean_bytes>").and_then(|[rate]| {
+                if rate == 0 {
+                    return Err("the sampling interval R must be at least 1 byte".to_string());
+                }
+                match profile.rate {
+                    None => profile.rate = Some(rate),
+                    Some(first) if first != rate => several = true,
+                    Some(_) => {}
+                }
+                Ok(())
+            }),
+            "K" => stack_line(&mut fields, &mut profile, &mut tracker, &mut several),
+            "A" => alloc_line(&mut fields, number, &mut profile, &mut tracker),
+            "F" => free_line(&mut fields, number, &mut profile, &mut tracker),
+            "M" => mapping_line(trimmed, &mut tracker),
+            "P" => numbers::<1>(&mut fields, "P <t_ms>")
+                .map(|[t_ms]| profile.snapshots.push(Snapshot { t_ms, line: number })),
             // Another kind of line, from a later version of the library: not ours to judge.
             _ => Ok(()),
         };
@@ -223,6 +353,23 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
             line: lines.len().max(1),
             message: format!("empty: no '{MAGIC} {VERSION}' header"),
         });
+    }
+    profile.mappings = tracker.mappings.into_values().collect();
+    if profile.stray_frees > 0 {
+        let n = profile.stray_frees;
+        warnings.push(format!(
+            "{n} free{} (F line{}) of an address with no live sampled allocation; ignored",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    if tracker.reused > 0 {
+        let n = tracker.reused;
+        warnings.push(format!(
+            "{n} sampled allocation{} at an address still live (its free was not recorded): \
+             the earlier block taken as freed then",
+            if n == 1 { "" } else { "s" }
+        ));
     }
     if out_of_order > 0 {
         profile.samples.sort_by_key(|s| s.t_ms);
@@ -247,6 +394,139 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
         ));
     }
     Ok(Parsed { profile, warnings })
+}
+
+/// A `K` line: the stack's id and its pcs (none if the program's stack could not be walked).
+fn stack_line<'a>(
+    fields: &mut impl Iterator<Item = &'a str>,
+    profile: &mut Profile,
+    tracker: &mut Tracker,
+    several: &mut bool,
+) -> Result<(), String> {
+    const USAGE: &str = "K <stack_id> <pc_hex> <pc_hex> ...";
+    let [id] = numbers::<1>(fields, USAGE)?;
+    let pcs = fields
+        .map(|f| hex(f, USAGE))
+        .collect::<Result<Vec<u64>, String>>()?;
+    if let Some(&known) = tracker.stacks.get(&id) {
+        if profile.stacks[known].pcs == pcs {
+            return Ok(());
+        }
+        // The same id for another stack: another process numbering its own stacks.
+        *several = true;
+    }
+    tracker.stacks.insert(id, profile.stacks.len());
+    profile.stacks.push(Stack { id, pcs });
+    Ok(())
+}
+
+/// An `A` line: a sampled allocation, live at its address from now on.
+fn alloc_line<'a>(
+    fields: &mut impl Iterator<Item = &'a str>,
+    number: usize,
+    profile: &mut Profile,
+    tracker: &mut Tracker,
+) -> Result<(), String> {
+    const USAGE: &str = "A <t_ms> <size> <stack_id> <addr_hex>";
+    let [t_ms, size, id] = numbers::<3>(fields, USAGE)?;
+    let addr = hex(
+        fields
+            .next()
+            .ok_or_else(|| format!("expected '{USAGE}': no address"))?,
+        USAGE,
+    )?;
+    if profile.rate.is_none() {
+        return Err("a sampled allocation before the R line (the sampling interval)".to_string());
+    }
+    let stack = *tracker
+        .stacks
+        .get(&id)
+        .ok_or_else(|| format!("stack {id} has no K line before this one"))?;
+    let index = profile.allocs.len();
+    if let Some(earlier) = tracker.live.insert(addr, index) {
+        tracker.reused += 1;
+        profile.allocs[earlier].free = Some(Free { t_ms, line: number });
+    }
+    profile.allocs.push(Alloc {
+        t_ms,
+        size,
+        stack,
+        addr,
+        line: number,
+        free: None,
+    });
+    Ok(())
+}
+
+/// An `F` line: the end of the sampled allocation live at its address, if there is one.
+fn free_line<'a>(
+    fields: &mut impl Iterator<Item = &'a str>,
+    number: usize,
+    profile: &mut Profile,
+    tracker: &mut Tracker,
+) -> Result<(), String> {
+    const USAGE: &str = "F <t_ms> <addr_hex>";
+    let [t_ms] = numbers::<1>(fields, USAGE)?;
+    let addr = hex(
+        fields
+            .next()
+            .ok_or_else(|| format!("expected '{USAGE}': no address"))?,
+        USAGE,
+    )?;
+    match tracker.live.remove(&addr) {
+        Some(index) => profile.allocs[index].free = Some(Free { t_ms, line: number }),
+        None => profile.stray_frees += 1,
+    }
+    Ok(())
+}
+
+/// An `M` line: three hex numbers, then the path, which is the rest of the line (spaces and all).
+fn mapping_line(line: &str, tracker: &mut Tracker) -> Result<(), String> {
+    const USAGE: &str = "M <start_hex> <end_hex> <offset_hex> <path>";
+    let mut rest = &line[1..];
+    let mut numbers = [0u64; 3];
+    for (k, slot) in numbers.iter_mut().enumerate() {
+        rest = rest.trim_start();
+        let end = rest
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        if end == 0 {
+            return Err(format!("expected '{USAGE}': only {k} of 3 numbers"));
+        }
+        *slot = hex(&rest[..end], USAGE)?;
+        rest = &rest[end..];
+    }
+    // One separator, so that a path that starts with a space keeps it.
+    let path = rest
+        .strip_prefix(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(rest);
+    let [start, end, offset] = numbers;
+    if path.trim().is_empty() {
+        return Err(format!("expected '{USAGE}': no path"));
+    }
+    if end <= start {
+        return Err(format!(
+            "the mapping ends ({end:x}) before it starts ({start:x})"
+        ));
+    }
+    tracker.mappings.insert(
+        start,
+        Mapping {
+            start,
+            end,
+            offset,
+            path: path.to_string(),
+        },
+    );
+    Ok(())
+}
+
+/// A hex number as the library writes it: digits only, no `0x`.
+fn hex(field: &str, usage: &str) -> Result<u64, String> {
+    u64::from_str_radix(field, 16)
+        .ok()
+        .filter(|_| field.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("expected '{usage}': '{field}' is not a hex number"))
 }
 
 /// The next `N` fields as unsigned decimal numbers; `usage` describes the line for errors.
@@ -474,5 +754,198 @@ E 25
         assert!(p.profile.samples.len() >= 20);
         assert!(p.profile.classes.iter().any(ClassCount::is_mapped));
         assert!(p.profile.end_ms.is_some());
+    }
+
+    const STACKS: &str = "\
+my_alloc-profile 1
+program ./demo
+R 524288
+M 55d0a0000000 55d0a0010000 1000 /usr/bin/demo
+M 7f0000000000 7f0000100000 0 /opt/my lib/libx.so
+K 1 55d0a0001234 55d0a0005678
+A 3 100 1 7f1000000010
+K 2 55d0a0009abc
+S 1 0 0 0
+A 4 4096 2 7f1000001000
+F 5 7f1000000010
+P 6
+F 7 7f1000001000
+A 8 200 1 7f1000000010
+M 55d0a0000000 55d0a0020000 1000 /usr/bin/demo
+E 9
+";
+
+    #[test]
+    fn stack_samples_are_read() {
+        let p = parse(STACKS).unwrap();
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let p = p.profile;
+        assert!(p.has_stack_samples());
+        assert_eq!(p.rate, Some(524288));
+        assert_eq!(
+            p.stacks,
+            vec![
+                Stack {
+                    id: 1,
+                    pcs: vec![0x55d0a0001234, 0x55d0a0005678]
+                },
+                Stack {
+                    id: 2,
+                    pcs: vec![0x55d0a0009abc]
+                }
+            ]
+        );
+        assert_eq!(p.allocs.len(), 3);
+        assert_eq!(
+            p.allocs[0],
+            Alloc {
+                t_ms: 3,
+                size: 100,
+                stack: 0,
+                addr: 0x7f1000000010,
+                line: 7,
+                free: Some(Free { t_ms: 5, line: 11 })
+            }
+        );
+        assert_eq!(p.allocs[1].stack, 1);
+        assert_eq!(p.allocs[1].free, Some(Free { t_ms: 7, line: 13 }));
+        // The address is reused after its free: a new block, live at the end.
+        assert_eq!(p.allocs[2].addr, 0x7f1000000010);
+        assert_eq!(p.allocs[2].free, None);
+        assert_eq!(p.snapshots, vec![Snapshot { t_ms: 6, line: 12 }]);
+        let live: Vec<bool> = p.allocs.iter().map(|a| a.is_live_after(12)).collect();
+        assert_eq!(live, vec![false, true, false]);
+        // United, sorted by start; the later line with the same start replaced the earlier.
+        assert_eq!(
+            p.mappings,
+            vec![
+                Mapping {
+                    start: 0x55d0a0000000,
+                    end: 0x55d0a0020000,
+                    offset: 0x1000,
+                    path: "/usr/bin/demo".to_string()
+                },
+                Mapping {
+                    start: 0x7f0000000000,
+                    end: 0x7f0000100000,
+                    offset: 0,
+                    path: "/opt/my lib/libx.so".to_string()
+                }
+            ]
+        );
+        assert_eq!(p.stray_frees, 0);
+        // A profile without them has none.
+        assert!(!parse(GOOD).unwrap().profile.has_stack_samples());
+    }
+
+    #[test]
+    fn stray_frees_and_reused_addresses_are_counted_with_one_warning_each() {
+        let text = "my_alloc-profile 1\nR 4096\nK 1 10\nF 1 abc\nF 2 abd\nA 3 8 1 10\n\
+                    A 4 8 1 10\nF 5 10\nF 6 10\nE 7\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.profile.stray_frees, 3);
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].starts_with("3 frees (F lines) of an address with no live"),
+            "{}",
+            p.warnings[0]
+        );
+        assert!(
+            p.warnings[1].contains("1 sampled allocation at an address still live"),
+            "{}",
+            p.warnings[1]
+        );
+        let frees: Vec<Option<usize>> = p
+            .profile
+            .allocs
+            .iter()
+            .map(|a| a.free.map(|f| f.line))
+            .collect();
+        assert_eq!(frees, vec![Some(7), Some(8)]);
+    }
+
+    #[test]
+    fn a_stack_id_written_again_by_another_process() {
+        let text = "my_alloc-profile 1\nR 4096\nK 1 10\nA 1 8 1 100\nK 1 10\nK 1 20 30\n\
+                    A 2 8 1 200\nE 3\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.profile.stacks.len(), 2);
+        assert_eq!(p.profile.allocs[0].stack, 0);
+        assert_eq!(p.profile.allocs[1].stack, 1);
+        assert!(
+            p.warnings[0].contains("more than one process"),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn malformed_stack_lines_name_their_line() {
+        let head = "my_alloc-profile 1\nR 4096\nK 1 10 20\n";
+        for (line, want) in [
+            ("R 0", "at least 1 byte"),
+            ("R x", "'x' is not an unsigned number"),
+            ("K 2 10 0x20", "'0x20' is not a hex number"),
+            ("K x 10", "'x' is not an unsigned number"),
+            ("A 1 8 7 100", "stack 7 has no K line before this one"),
+            ("A 1 8 1", "no address"),
+            ("A 1 8 1 10g", "'10g' is not a hex number"),
+            ("A 1 -8 1 10", "'-8' is not an unsigned number"),
+            ("F 1", "no address"),
+            ("F 1 +10", "'+10' is not a hex number"),
+            ("M 10 20 0", "no path"),
+            ("M 10 20", "only 2 of 3 numbers"),
+            ("M 10 2z 0 /bin/x", "'2z' is not a hex number"),
+            ("M 20 10 0 /bin/x", "ends (10) before it starts (20)"),
+            ("P", "only 0 of 1 numbers"),
+        ] {
+            let e = error_of(&format!("{head}{line}\nE 5\n"));
+            assert_eq!(e.line, 4, "{line}: {e}");
+            assert!(e.message.contains(want), "{line}: {e}");
+        }
+        // Samples need the sampling interval before them.
+        let e = error_of("my_alloc-profile 1\nK 1 10\nA 1 8 1 100\nE 2\n");
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("before the R line"), "{e}");
+    }
+
+    #[test]
+    fn a_cut_short_stack_line_is_dropped_even_if_it_parses() {
+        for last in [
+            "A 1 8 1 7f0",
+            "A 1 8 9",
+            "K 2 10 2",
+            "M 10 20 0 /usr/li",
+            "F 3 7f",
+            "P 4",
+        ] {
+            let text = format!("my_alloc-profile 1\nR 4096\nK 1 10\nA 1 8 1 7f00\n{last}");
+            let p = parse(&text).unwrap();
+            assert_eq!(p.profile.allocs.len(), 1, "{last}");
+            assert_eq!(p.profile.allocs[0].free, None, "{last}");
+            assert_eq!(p.profile.stacks.len(), 1, "{last}");
+            assert!(p.profile.mappings.is_empty(), "{last}");
+            assert!(p.profile.snapshots.is_empty(), "{last}");
+            assert!(
+                p.warnings[0].contains("line 5 is cut short"),
+                "{last}: {:?}",
+                p.warnings
+            );
+            assert!(p.warnings[1].contains("no end marker"), "{last}");
+        }
+        // Terminated, an unknown stack is an error even at the end of a truncated file.
+        let e = error_of("my_alloc-profile 1\nR 4096\nA 1 8 9 7f00\n");
+        assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn the_stacks_example_file_parses() {
+        let text = include_str!("../tests/data/stacks.prof");
+        let p = parse(text).unwrap();
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert!(p.profile.has_stack_samples());
+        assert!(!p.profile.allocs.is_empty());
+        assert!(!p.profile.snapshots.is_empty());
+        assert!(!p.profile.mappings.is_empty());
     }
 }

@@ -276,6 +276,19 @@ fn usage_errors_exit_2_with_one_line() {
         &["report", EXAMPLE, "-o", ""],
         &["completions"],
         &["completions", "tcsh"],
+        &["report", EXAMPLE, "--snapshot", "0"],
+        &["report", EXAMPLE, "--snapshot", "two"],
+        &["report", EXAMPLE, "--pprof", EXAMPLE],
+        &[
+            "report",
+            EXAMPLE,
+            "--flame-peak",
+            "a.svg",
+            "--flame-alloc",
+            "a.svg",
+        ],
+        &["report", EXAMPLE, "-o", "a.svg", "--flame-alloc", "a.svg"],
+        &["report", EXAMPLE, "--pprof"],
     ] {
         let o = my_alloc(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
@@ -370,6 +383,18 @@ fn help_names_every_option() {
     let help = text(&my_alloc(&["report", "--help"]).stdout);
     assert!(help.contains("-o, --output <OUT.svg>"), "{help}");
     assert!(help.contains("<PROFILE>"), "{help}");
+    for option in [
+        "--folded",
+        "--leaks",
+        "--snapshot <N>",
+        "--pprof <OUT.pb.gz>",
+        "--flame-peak <OUT.svg>",
+        "--flame-alloc <OUT.svg>",
+        "s / (1 - exp(-s/R))",
+        "inuse_space",
+    ] {
+        assert!(help.contains(option), "no {option:?} in:\n{help}");
+    }
 }
 
 #[test]
@@ -435,7 +460,14 @@ fn completions_are_printed_for_each_shell() {
         let script = text(&o.stdout);
         assert!(script.contains("my_alloc"), "{shell}");
         assert!(script.contains(want), "{shell}: no {want:?}");
-        for option in ["mmap-threshold", "decay-ms", "output"] {
+        for option in [
+            "mmap-threshold",
+            "decay-ms",
+            "output",
+            "flame-peak",
+            "pprof",
+            "snapshot",
+        ] {
             assert!(script.contains(option), "{shell}: no {option:?}");
         }
     }
@@ -583,4 +615,476 @@ fn run_gives_the_program_its_own_options() {
     let o = my_alloc(&["run", "--lib", lib, "/bin/echo", "--its-own-flag"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "--its-own-flag\n");
+}
+
+const STACKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stacks.prof");
+
+#[test]
+fn report_summarises_stack_samples_and_lists_leaks() {
+    let dir = scratch("leaks");
+    let out = dir.join("stacks.svg");
+    let o = my_alloc(&["report", STACKS, "--leaks", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    // The files named in the profile do not exist: one warning says so.
+    let stderr = text(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("cannot read symbols from 4 files; their frames are shown as FILE+0xOFFSET"),
+        "{stderr}"
+    );
+    let stdout = text(&o.stdout);
+    for want in [
+        "stack samples: 7 (R = 64.0 KiB): 1.8 MiB allocated in 1062 allocations (estimated)\n",
+        "live at end:   1.2 MiB in 19 allocations (estimated), 3 samples in 2 stacks\n",
+        "top leaks:\n       1.1 MiB  demo+0x1100 <- demo+0x1200\n      66.0 KiB  libparse.so+0x1500 <- demo+0x1200\npicture:",
+        "\nleaks: sampled allocations live at the end of the profile\n",
+        "\n#1  1.1 MiB in 2 allocations (2 samples)\n    demo+0x1100\n    demo+0x1200\n    demo+0x1300\n",
+        "\n#2  66.0 KiB in 17 allocations (1 sample)\n    libparse.so+0x1500\n",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+    // The allocator's and the unwinder's frames are gone.
+    assert!(
+        !stdout.contains("libmy_alloc") && !stdout.contains("libgcc_s"),
+        "{stdout}"
+    );
+    assert!(out.is_file());
+
+    // At a snapshot: blocks freed after it are still live there.
+    let o = my_alloc(&[
+        "report",
+        STACKS,
+        "--leaks",
+        "--snapshot",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("at snapshot 1: 1.6 MiB"), "{stdout}");
+    assert!(stdout.contains("live at snapshot 1 (0.080 s)"), "{stdout}");
+    assert!(stdout.contains("from 5 samples in 3 stacks"), "{stdout}");
+
+    let o = my_alloc(&[
+        "report",
+        STACKS,
+        "--snapshot",
+        "3",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no snapshot 3: the profile has 2 (P lines)"),
+        "{}",
+        text(&o.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn folded_stacks_are_all_that_is_printed() {
+    let dir = scratch("folded");
+    let prof = dir.join("s.prof");
+    std::fs::copy(STACKS, &prof).unwrap();
+    let o = my_alloc(&["report", prof.to_str().unwrap(), "--folded"]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "demo+0x1300;demo+0x1200;demo+0x1100 1241928\n\
+         demo+0x1300;demo+0x1400 534070\n\
+         demo+0x1300;demo+0x1200;libparse.so+0x1500 135211\n"
+    );
+    // No picture unless asked for by name.
+    assert!(!dir.join("s.svg").exists());
+    let picture = dir.join("named.svg");
+    let o = my_alloc(&[
+        "report",
+        prof.to_str().unwrap(),
+        "--folded",
+        "-o",
+        picture.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 3, "{}", text(&o.stdout));
+    assert!(picture.is_file());
+
+    // With --leaks: the live bytes.
+    let o = my_alloc(&["report", prof.to_str().unwrap(), "--folded", "--leaks"]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "demo+0x1300;demo+0x1200;demo+0x1100 1176360\n\
+         demo+0x1300;demo+0x1200;libparse.so+0x1500 67605\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn options_for_stack_samples_need_them() {
+    for option in [
+        &["--folded"][..],
+        &["--leaks"],
+        &["--pprof", "x.pb.gz"],
+        &["--snapshot", "1"],
+    ] {
+        let mut args = vec!["report", EXAMPLE];
+        args.extend(option);
+        let o = my_alloc(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let stderr = text(&o.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("no allocation stack samples (no R line) for"),
+            "{stderr}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+}
+
+/// A minimal protobuf wire-format reader, independent of the command's encoder.
+mod wire {
+    #[derive(Debug, Clone, Copy)]
+    pub enum Value<'a> {
+        Varint(u64),
+        Bytes(&'a [u8]),
+    }
+
+    pub fn varint(b: &mut &[u8]) -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (first, rest) = b.split_first().expect("a varint cut short");
+            *b = rest;
+            v |= u64::from(first & 0x7f) << shift;
+            if first & 0x80 == 0 {
+                return v;
+            }
+        }
+        panic!("a varint of more than 10 bytes");
+    }
+
+    /// A message's fields, in order.
+    pub fn fields(mut b: &[u8]) -> Vec<(u64, Value<'_>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let key = varint(&mut b);
+            let value = match key & 7 {
+                0 => Value::Varint(varint(&mut b)),
+                2 => {
+                    let n = varint(&mut b) as usize;
+                    let (data, rest) = b.split_at(n);
+                    b = rest;
+                    Value::Bytes(data)
+                }
+                1 => {
+                    b = &b[8..];
+                    continue;
+                }
+                5 => {
+                    b = &b[4..];
+                    continue;
+                }
+                w => panic!("wire type {w}"),
+            };
+            out.push((key >> 3, value));
+        }
+        out
+    }
+
+    /// A repeated number field's values, packed or not.
+    pub fn numbers(fields: &[(u64, Value<'_>)], field: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (f, v) in fields {
+            if *f != field {
+                continue;
+            }
+            match *v {
+                Value::Varint(n) => out.push(n),
+                Value::Bytes(mut b) => {
+                    while !b.is_empty() {
+                        out.push(varint(&mut b));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn number(fields: &[(u64, Value<'_>)], field: u64) -> u64 {
+        numbers(fields, field).last().copied().unwrap_or(0)
+    }
+
+    pub fn messages<'a>(fields: &[(u64, Value<'a>)], field: u64) -> Vec<Vec<(u64, Value<'a>)>> {
+        fields
+            .iter()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, v)| match *v {
+                Value::Bytes(b) => self::fields(b),
+                Value::Varint(_) => panic!("field {field} is not a message"),
+            })
+            .collect()
+    }
+}
+
+/// The estimates the samples of a profile stand for, computed from its text: all, and live at
+/// the end, each (count, bytes).
+fn expected_estimates(profile: &str) -> [(f64, f64); 2] {
+    let mut rate = 0.0;
+    let mut blocks: Vec<(String, f64, bool)> = Vec::new();
+    for line in profile.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.first() {
+            Some(&"R") => rate = f[1].parse().unwrap(),
+            Some(&"A") => blocks.push((f[4].to_string(), f[2].parse().unwrap(), true)),
+            Some(&"F") => {
+                if let Some(b) = blocks.iter_mut().rev().find(|b| b.0 == f[2] && b.2) {
+                    b.2 = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = [(0.0, 0.0); 2];
+    for (_, s, live) in blocks {
+        let p = 1.0 - (-s / rate).exp();
+        out[0].0 += 1.0 / p;
+        out[0].1 += s / p;
+        if live {
+            out[1].0 += 1.0 / p;
+            out[1].1 += s / p;
+        }
+    }
+    out
+}
+
+#[test]
+fn pprof_output_decodes_to_the_estimates() {
+    use std::io::Read;
+    let dir = scratch("pprof");
+    let out = dir.join("s.pb.gz");
+    let o = my_alloc(&[
+        "report",
+        STACKS,
+        "--folded",
+        "--pprof",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap())
+        .read_to_end(&mut raw)
+        .expect("gzip");
+    let profile = wire::fields(&raw);
+    let strings: Vec<String> = profile
+        .iter()
+        .filter(|(f, _)| *f == 6)
+        .map(|(_, v)| match v {
+            wire::Value::Bytes(b) => String::from_utf8(b.to_vec()).unwrap(),
+            wire::Value::Varint(_) => panic!("a string that is a number"),
+        })
+        .collect();
+    assert_eq!(strings[0], "");
+    let s = |i: u64| strings[i as usize].as_str();
+    let types: Vec<(&str, &str)> = wire::messages(&profile, 1)
+        .iter()
+        .map(|vt| (s(wire::number(vt, 1)), s(wire::number(vt, 2))))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("alloc_objects", "count"),
+            ("alloc_space", "bytes"),
+            ("inuse_objects", "count"),
+            ("inuse_space", "bytes")
+        ]
+    );
+    let period_type = &wire::messages(&profile, 11)[0];
+    assert_eq!(
+        (
+            s(wire::number(period_type, 1)),
+            s(wire::number(period_type, 2))
+        ),
+        ("space", "bytes")
+    );
+    assert_eq!(wire::number(&profile, 12), 65536);
+    assert_eq!(s(wire::number(&profile, 14)), "inuse_space");
+    assert_eq!(wire::number(&profile, 10), 130_000_000);
+
+    let samples = wire::messages(&profile, 2);
+    let mut sums = [0u64; 4];
+    for sample in &samples {
+        let values = wire::numbers(sample, 2);
+        assert_eq!(values.len(), 4);
+        for (sum, v) in sums.iter_mut().zip(values) {
+            *sum += v;
+        }
+    }
+    let [all, live] = expected_estimates(&std::fs::read_to_string(STACKS).unwrap());
+    // Each sample's values are rounded: the sums are within one per sample.
+    let slack = samples.len() as f64;
+    for (got, want) in sums.iter().zip([all.0, all.1, live.0, live.1]) {
+        assert!(
+            (*got as f64 - want).abs() <= slack,
+            "{sums:?} vs {all:?} {live:?}"
+        );
+    }
+
+    // Locations: ids the samples name, with lines of functions that exist.
+    let functions: Vec<(u64, String)> = wire::messages(&profile, 5)
+        .iter()
+        .map(|f| (wire::number(f, 1), s(wire::number(f, 2)).to_string()))
+        .collect();
+    let locations = wire::messages(&profile, 4);
+    let location_ids: Vec<u64> = locations.iter().map(|l| wire::number(l, 1)).collect();
+    let mut leaf_names = Vec::new();
+    for sample in &samples {
+        let ids = wire::numbers(sample, 1);
+        assert!(ids.iter().all(|id| location_ids.contains(id)), "{ids:?}");
+        let leaf = &locations[location_ids.iter().position(|l| *l == ids[0]).unwrap()];
+        let line = &wire::messages(leaf, 4)[0];
+        let function = wire::number(line, 1);
+        leaf_names.push(
+            functions
+                .iter()
+                .find(|f| f.0 == function)
+                .unwrap()
+                .1
+                .clone(),
+        );
+    }
+    // The stacks start in the program, not in the allocator.
+    for want in ["demo+0x1100", "libparse.so+0x1500", "demo+0x1400"] {
+        assert!(leaf_names.iter().any(|n| n == want), "{leaf_names:?}");
+    }
+    assert!(leaf_names.iter().all(|n| !n.starts_with("lib my_alloc")));
+    let mappings = wire::messages(&profile, 3);
+    assert_eq!(mappings.len(), 5);
+    // The program's own file first.
+    assert_eq!(s(wire::number(&mappings[0], 5)), "/nonexistent/demo/demo");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[inline(never)]
+fn flame_leaf_function(n: usize) -> Vec<u8> {
+    vec![7; std::hint::black_box(n)]
+}
+
+#[inline(never)]
+fn flame_middle_function(n: usize) -> Vec<u8> {
+    let mut v = flame_leaf_function(n);
+    v.push(1);
+    v
+}
+
+#[inline(never)]
+fn flame_outer_function(n: usize) -> usize {
+    flame_middle_function(n).len() + flame_leaf_function(n / 2).len()
+}
+
+/// This process's executable file mappings, as M lines.
+fn own_mapping_lines() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut out = String::new();
+    for l in maps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 6 || !f[1].contains('x') || !f[5].starts_with('/') {
+            continue;
+        }
+        let (start, end) = f[0].split_once('-').unwrap();
+        out.push_str(&format!("M {start} {end} {} {}\n", f[2], f[5..].join(" ")));
+    }
+    out
+}
+
+#[test]
+fn flame_graphs_name_the_programs_functions() {
+    assert_eq!(flame_outer_function(8), 13);
+    let addr = |f: fn(usize) -> Vec<u8>| f as *const () as usize as u64;
+    let leaf = addr(flame_leaf_function);
+    let middle = addr(flame_middle_function);
+    let outer = flame_outer_function as *const () as usize as u64;
+    // The innermost pc is in the leaf itself; the others are return addresses, one byte past a
+    // call (here: past each function's first byte, which names the same function).
+    let profile = format!(
+        "my_alloc-profile 1\nprogram {}\nR 4096\n{}K 1 {leaf:x} {:x} {:x}\nK 2 {leaf:x} {:x}\n\
+         A 1 1048576 1 10000\nA 2 2097152 1 20000\nA 3 65536 2 30000\nF 4 20000\nP 5\nE 6\n",
+        std::env::current_exe().unwrap().display(),
+        own_mapping_lines(),
+        middle + 1,
+        outer + 1,
+        outer + 1,
+    );
+    let dir = scratch("flame");
+    let prof = dir.join("own.prof");
+    std::fs::write(&prof, profile).unwrap();
+    let (peak, alloc) = (dir.join("peak.svg"), dir.join("alloc.svg"));
+    let o = my_alloc(&[
+        "report",
+        prof.to_str().unwrap(),
+        "--leaks",
+        "--flame-peak",
+        peak.to_str().unwrap(),
+        "--flame-alloc",
+        alloc.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    // DWARF gives the file and line of each frame.
+    assert!(
+        stdout.contains("    cli::flame_leaf_function (") && stdout.contains("cli.rs:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "top leaks:\n       1.0 MiB  cli::flame_leaf_function <- cli::flame_middle_function\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("flame (peak):  "), "{stdout}");
+
+    for (path, title, stacks) in [
+        (&peak, "Bytes in use at the peak", 3),
+        (&alloc, "Bytes allocated", 3),
+    ] {
+        let svg = std::fs::read_to_string(path).unwrap();
+        // inferno's SVG starts with a DOCTYPE.
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(&svg, options)
+            .expect("the flame graph is well-formed XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let t = texts(&doc);
+        assert!(t.contains(&title.to_string()), "{t:?}");
+        let titles: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("title"))
+            .filter_map(|n| n.text().map(str::to_string))
+            .collect();
+        for name in [
+            "cli::flame_leaf_function",
+            "cli::flame_middle_function",
+            "cli::flame_outer_function",
+        ] {
+            assert!(
+                titles
+                    .iter()
+                    .any(|x| x.starts_with(&format!("{name} (")) && x.contains(" bytes")),
+                "no {name} in {titles:?}"
+            );
+        }
+        assert!(titles.len() > stacks, "{titles:?}");
+    }
+    // At the peak (after the third A) the 2 MiB block is live; it is gone by the end.
+    let svg = std::fs::read_to_string(&peak).unwrap();
+    assert!(svg.contains("3.1 MiB live at 0.003 s"), "{svg}");
+    assert!(
+        svg.contains("cli::flame_middle_function (3,145,728 bytes"),
+        "{svg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,27 +1,48 @@
 //! The heap profile (`MY_ALLOC_PROFILE=FILE`): samples of bytes in use, from the OS and resident
-//! over time, and requests per size class at exit, as text lines for `my_alloc report`.
+//! over time, requests per size class at exit, and the call stacks of sampled allocations, as
+//! text lines for `my_alloc report`.
 //!
-//! Low cost by construction: samples are taken only on slow paths (cache misses, big blocks),
-//! at most one per `SAMPLE_MS`, each one `pread` of /proc/self/statm and one `write` of a line
-//! built on the stack. Nothing goes through the heap being measured, and nothing uses stdio.
+//! Low cost by construction: memory samples are taken only on slow paths (cache misses, big
+//! blocks), at most one per `SAMPLE_MS`, each one `pread` of /proc/self/statm and one `write` of
+//! a line built on the stack. Call stacks are taken for about one allocation per
+//! `MY_ALLOC_PROFILE_RATE` bytes (`sampler`), unwound by libgcc (`stacks`), and buffered with the
+//! frees of their blocks (`events`). Nothing goes through the heap being measured, and nothing
+//! uses stdio.
 //!
-//! Format (version 1):
+//! Format (version 1; readers ignore kinds they do not know):
 //! ```text
 //! my_alloc-profile 1
 //! program <path of the executable>
+//! R <mean_bytes>                        the sampling interval of call stacks (none: not recorded)
 //! S <t_ms> <in_use_bytes> <heap_bytes_from_os> <resident_bytes>
+//! K <stack_id> <pc_hex>...              a call stack, innermost first, before its first use
+//! A <t_ms> <size> <stack_id> <addr_hex> a sampled allocation of <size> requested bytes
+//! F <t_ms> <addr_hex>                   the free of the sampled block at <addr>
+//! M <start_hex> <end_hex> <offset_hex> <path>   an executable file mapping
+//! P <t_ms>                              a snapshot: what is live here is "live now"
 //! C <class_index> <class_block_size_bytes, 0 for mapped blocks> <requests>
 //! E <t_ms>
 //! ```
+//! K, A, F, M and P lines are in the order their events happened; S lines are written directly
+//! and may come before buffered events of an earlier time.
 
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use crate::config::{NUM_CLASSES, PAGE};
+use crate::block::{self, FLIP_SAMPLED, HEADER, SAMPLED};
+use crate::config::{NUM_CLASSES, PAGE, THREAD_SAFE};
 use crate::diag::Line;
 use crate::global::arenas;
 use crate::{options, os};
 use crate::size_class::class_size;
 use crate::stats::{self, MAPPED_ROW};
+
+mod events;
+mod maps;
+pub mod sampler;
+mod stacks;
+
+pub use events::snapshot;
+pub use sampler::{note as note_alloc, on_due as sampled, tick};
 
 /// At most one sample per this many milliseconds.
 const SAMPLE_MS: u64 = 10;
@@ -35,6 +56,34 @@ static LAST_MS: AtomicU64 = AtomicU64::new(0);
 
 fn now_ms() -> u64 {
     os::clock_ms(false)
+}
+
+/// Milliseconds since profiling started.
+fn millis() -> u64 {
+    now_ms().saturating_sub(START_MS.load(Ordering::Relaxed))
+}
+
+/// The free (or realloc) of the live block `p`, header `h`, is about to happen: if the profiler
+/// sampled it, records the free and clears the mark. Returns the header as it now is.
+#[inline(always)]
+pub fn unsample(p: usize, h: u64) -> u64 {
+    if h & SAMPLED == 0 {
+        return h;
+    }
+    unsample_slow(p, h)
+}
+
+#[cold]
+#[inline(never)]
+fn unsample_slow(p: usize, h: u64) -> u64 {
+    events::record_free(p, h);
+    // SAFETY: p is a live block its caller is freeing, so it owns the header's high half.
+    unsafe { block::flip_state(p - HEADER, FLIP_SAMPLED) };
+    h ^ FLIP_SAMPLED
+}
+
+extern "C" fn snapshot_on_signal(_sig: i32) {
+    snapshot();
 }
 
 /// Opens the profile named by `MY_ALLOC_PROFILE`, if any. From the constructor only: opening a
@@ -68,10 +117,28 @@ pub fn start() -> bool {
         l.str("program ").str(core::str::from_utf8(&exe[..n]).unwrap_or("?"));
         l.write_to(fd);
     }
+    let rate = options::PROFILE_RATE_BYTES.load(Ordering::Relaxed);
+    if rate > 0 {
+        let mut l = Line::new();
+        l.str("R ").dec(rate as u64);
+        l.write_to(fd);
+    }
     let now = now_ms();
     START_MS.store(now, Ordering::Relaxed);
     FD.store(fd, Ordering::Release);
     sample(fd, now);
+    if rate > 0 {
+        stacks::prepare();
+        events::start(fd);
+        sampler::restart_this_thread();
+        let sig = options::PROFILE_SIGNAL.load(Ordering::Relaxed);
+        // Without locks (THREAD_SAFE = false), a handler could not tell a busy buffer from a free one.
+        if sig != 0 && THREAD_SAFE && !os::on_signal(sig, snapshot_on_signal) {
+            let mut l = Line::new();
+            l.str("my_alloc: cannot catch signal ").dec(sig as u64).str(" for profile snapshots");
+            l.write_to(2);
+        }
+    }
     true
 }
 
@@ -81,6 +148,7 @@ pub fn maybe_sample() {
     let fd = FD.load(Ordering::Relaxed);
     if fd >= 0 {
         sample_if_due(fd);
+        events::snapshot_if_pending();
     }
 }
 
@@ -136,11 +204,21 @@ fn sample(fd: i32, now: u64) {
 
 /// Writes the final sample, the requests per size class and the end marker (at exit).
 pub fn finish() {
+    let (live, live_bytes) = events::finish();
     let fd = FD.swap(-1, Ordering::AcqRel);
     if fd < 0 {
         return;
     }
     sample(fd, now_ms());
+    if live > 0 {
+        let mut path = [0u8; 256];
+        let n = options::PROFILE_PATH.copy_to(&mut path);
+        let mut l = Line::new();
+        l.str("my_alloc: ").dec(live).str(" sampled allocation").str(if live == 1 { "" } else { "s" });
+        l.str(" (~").bytes(live_bytes).str(") still live at exit; 'my_alloc report --leaks ");
+        l.str(core::str::from_utf8(&path[..n]).unwrap_or("FILE")).str("' shows where from");
+        l.write_to(2);
+    }
     let s = stats::summary();
     for (i, row) in s.rows.iter().enumerate() {
         if row.requests == 0 {
@@ -168,4 +246,5 @@ pub fn finish() {
 /// interleave with its own).
 pub fn forget_in_child() {
     FD.store(-1, Ordering::Relaxed);
+    events::forget_in_child();
 }

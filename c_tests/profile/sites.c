@@ -1,0 +1,67 @@
+/* A program whose allocation sites are known, for the profiler's tests: hot_path allocates 80%
+ * of the bytes, cold_path 20% (through calloc and realloc), and leak_some keeps 32 MiB it never
+ * frees. Sizes come from a fixed-seed generator, so every run makes the same calls. With the
+ * argument "snapshot" it also writes a profile snapshot while the leak is half made. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "my_alloc.h"
+
+#define NOINLINE __attribute__((noinline))
+#define MIB (1024u * 1024u)
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static size_t next_size(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return 16 + (size_t)(rng % 8177); /* 16 B to 8 KiB, mean about 4 KiB */
+}
+
+static void *volatile sink;
+
+NOINLINE void hot_path(size_t bytes) {
+    size_t done = 0;
+    while (done < bytes) {
+        size_t n = next_size();
+        char *p = malloc(n);
+        p[0] = 1;
+        sink = p;
+        free(p);
+        done += n;
+    }
+}
+
+NOINLINE void cold_path(size_t bytes) {
+    size_t done = 0;
+    while (done < bytes) {
+        size_t n = next_size();
+        char *p = calloc(1, n / 2);
+        p = realloc(p, n);
+        p[n - 1] = 1;
+        sink = p;
+        free(p);
+        done += n / 2 + n;
+    }
+}
+
+NOINLINE void leak_some(size_t bytes, int snapshot) {
+    for (size_t done = 0; done < bytes; done += 16384) {
+        char *p = malloc(16384);
+        p[0] = 1;
+        if (snapshot && done == bytes / 2)
+            my_alloc_profile_snapshot();
+    }
+}
+
+int main(int argc, char **argv) {
+    int snapshot = argc > 1 && strcmp(argv[1], "snapshot") == 0;
+    for (int round = 0; round < 10; round++) {
+        hot_path(80 * MIB);
+        cold_path(20 * MIB);
+    }
+    leak_some(32 * MIB, snapshot);
+    return 0;
+}

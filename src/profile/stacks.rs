@@ -1,0 +1,90 @@
+//! Taking a call stack for a sample: libgcc's unwinder (`os::backtrace`, which says why it is
+//! safe inside malloc), minus the allocator's own frames when it is a shared library of its own.
+//! When it is linked into the program (the static library, a Rust program's global allocator),
+//! its frames are the program's code and stay in; the `my_alloc` command drops them by name.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::PROFILE_FRAMES;
+use crate::os;
+
+use super::maps;
+
+/// Frames of the allocator itself above a sampled call: the recorder, the entry point and what
+/// lies between (at most; more are simply kept).
+const OWN_FRAMES_MAX: usize = 16;
+
+/// The allocator's own code, when it is a shared library: [start, end) of its mapping.
+static OWN_START: AtomicUsize = AtomicUsize::new(0);
+static OWN_END: AtomicUsize = AtomicUsize::new(0);
+
+/// Finds the allocator's own code, and walks one stack so that the unwinder binds its symbols
+/// and sets up its tables now, in the constructor, rather than inside some later malloc.
+pub fn prepare() {
+    let mut path = [0u8; 512];
+    let mut exe = [0u8; 512];
+    let here = prepare as *const () as usize;
+    if let Some((start, end, len)) = maps::find(here, &mut path) {
+        let exe_len = os::read_link(c"/proc/self/exe", &mut exe);
+        if path[..len] != exe[..exe_len] {
+            OWN_START.store(start, Ordering::Relaxed);
+            OWN_END.store(end, Ordering::Relaxed);
+        }
+    }
+    let mut frames = [0usize; PROFILE_FRAMES];
+    capture(&mut frames);
+}
+
+/// The caller's stack into `out`, innermost first, without the allocator's own frames; how
+/// many frames.
+#[inline(never)]
+pub fn capture(out: &mut [usize; PROFILE_FRAMES]) -> usize {
+    let mut raw = [0usize; PROFILE_FRAMES + OWN_FRAMES_MAX];
+    let n = os::backtrace(&mut raw);
+    let own = OWN_START.load(Ordering::Relaxed)..OWN_END.load(Ordering::Relaxed);
+    let skip = raw[..n].iter().take_while(|pc| own.contains(pc)).count();
+    // A stack of nothing but our own frames (a walk that failed early) is kept whole.
+    let skip = if skip == n { 0 } else { skip };
+    let kept = (n - skip).min(PROFILE_FRAMES);
+    out[..kept].copy_from_slice(&raw[skip..skip + kept]);
+    kept
+}
+
+/// A 64-bit hash of a stack (never 0, which marks an empty slot of the stack table).
+pub fn hash(frames: &[usize]) -> u64 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ frames.len() as u64;
+    for &pc in frames {
+        h = (h ^ pc as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        h ^= h >> 29;
+    }
+    h | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn depth_here(out: &mut [usize; PROFILE_FRAMES]) -> usize {
+        capture(out)
+    }
+
+    #[inline(never)]
+    fn one_level_deeper(out: &mut [usize; PROFILE_FRAMES]) -> usize {
+        let n = depth_here(out);
+        core::hint::black_box(n)
+    }
+
+    #[test]
+    fn stacks_are_walked_and_hashed() {
+        let mut a = [0usize; PROFILE_FRAMES];
+        let mut b = [0usize; PROFILE_FRAMES];
+        let na = depth_here(&mut a);
+        let nb = one_level_deeper(&mut b);
+        assert!(na >= 3, "a test thread's stack has several frames: {na}");
+        assert_eq!(nb, (na + 1).min(PROFILE_FRAMES), "one more frame one call deeper");
+        assert_ne!(hash(&a[..na]), hash(&b[..nb]));
+        assert_eq!(hash(&a[..na]), hash(&a[..na]));
+        assert_ne!(hash(&[]), 0);
+    }
+}
