@@ -30,7 +30,7 @@ pub fn alloc(n: usize) -> *mut c_void {
             if p != 0 {
                 // SAFETY: as above.
                 if profile::tick(unsafe { &mut (*t).sample }, n) {
-                    return profile::sampled(p, n) as *mut c_void;
+                    return profile::sampled(p, n);
                 }
                 return p as *mut c_void;
             }
@@ -296,7 +296,7 @@ fn resize_cached(p: usize, n: usize) -> Option<*mut c_void> {
     if small_block_stays(size, alloc_block_size(n)?) {
         // SAFETY: as above.
         if profile::tick(unsafe { &mut (*t).sample }, n) {
-            return Some(profile::sampled(p, n) as *mut c_void);
+            return Some(profile::sampled(p, n));
         }
         return Some(p as *mut c_void);
     }

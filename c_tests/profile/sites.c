@@ -1,12 +1,14 @@
 /* A program whose allocation sites are known, for the profiler's tests: hot_path allocates 80%
  * of the bytes, cold_path 20% (through calloc and realloc), and leak_some keeps 32 MiB it never
- * frees. Sizes come from a fixed-seed generator, so every run makes the same calls. With the
- * argument "snapshot" it also writes a profile snapshot while the leak is half made. */
+ * frees. Sizes come from a fixed-seed generator, so every run makes the same calls. Halfway
+ * through the leak it asks for a profile snapshot: with the argument "snapshot" by calling
+ * my_alloc_profile_snapshot() (looked up at run time, so that the program also runs preloaded),
+ * with "signal" by raising SIGUSR2 (run with MY_ALLOC_PROFILE_SIGNAL=USR2). */
+#include <dlfcn.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "my_alloc.h"
 
 #define NOINLINE __attribute__((noinline))
 #define MIB (1024u * 1024u)
@@ -47,17 +49,27 @@ NOINLINE void cold_path(size_t bytes) {
     }
 }
 
-NOINLINE void leak_some(size_t bytes, int snapshot) {
+static void take_snapshot(const char *how) {
+    if (strcmp(how, "signal") == 0) {
+        raise(SIGUSR2);
+    } else if (strcmp(how, "snapshot") == 0) {
+        int (*snapshot)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "my_alloc_profile_snapshot");
+        if (!snapshot || snapshot() != 0)
+            abort();
+    }
+}
+
+NOINLINE void leak_some(size_t bytes, const char *how) {
     for (size_t done = 0; done < bytes; done += 16384) {
         char *p = malloc(16384);
         p[0] = 1;
-        if (snapshot && done == bytes / 2)
-            my_alloc_profile_snapshot();
+        if (done == bytes / 2)
+            take_snapshot(how);
     }
 }
 
 int main(int argc, char **argv) {
-    int snapshot = argc > 1 && strcmp(argv[1], "snapshot") == 0;
+    const char *snapshot = argc > 1 ? argv[1] : "";
     for (int round = 0; round < 10; round++) {
         hot_path(80 * MIB);
         cold_path(20 * MIB);

@@ -49,16 +49,18 @@ fn rate() -> Option<usize> {
 
 /// The allocation `p` of `n` bytes ran its thread's clock down: records it (unless the clock was
 /// fresh and only now gets its first interval, or the thread is recording already), and winds the
-/// clock again. Returns `p`, so that the hot path ends in a jump here.
+/// clock again. Returns `p` as the C result, so that the hot path ends in a jump here.
 #[cold]
 #[inline(never)]
-pub fn on_due(p: usize, n: usize) -> usize {
+pub fn on_due(p: usize, n: usize) -> *mut core::ffi::c_void {
     let t = thread::state();
     if !t.is_null() {
         // SAFETY: a non-null state() is this thread's own.
         due(unsafe { &mut (*t).sample }, p, n);
     }
-    p
+    // Opaque to the optimiser: a function known to return its argument gets called and the
+    // argument kept live across the call, where a jump here would do.
+    core::hint::black_box(p) as *mut core::ffi::c_void
 }
 
 /// An allocation made outside the hot path (`p`, `n` bytes): counts it on the thread's clock, or
