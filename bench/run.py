@@ -64,6 +64,10 @@ ALLOCATORS = [
     ("my_alloc", MY_ALLOC_LIB, None),
 ]
 
+# my_alloc again with its profiler on (MY_ALLOC_PROFILE, call stacks at the default rate): the
+# cost of profiling in production, as a column beside the rest.
+PROFILED = "my_alloc+prof"
+
 # Each benchmark: program and arguments at full and quick size, threads it runs (for the
 # "more threads than cores" note) and extra environment. Full sizes take ~0.5-2 s under
 # glibc on the 2-core reference machine; quick sizes about a tenth of that.
@@ -734,6 +738,7 @@ def main():
     ap.add_argument("--group", help="comma-separated groups to run: %s (our speed suite, the public "
                     "patterns, the memory programs)" % ", ".join(GROUPS))
     ap.add_argument("--allocators", help="comma-separated allocator names")
+    ap.add_argument("--no-profiled", action="store_true", help="leave out the %s column (my_alloc profiling)" % PROFILED)
     ap.add_argument("--my-alloc", default=MY_ALLOC_LIB, help="my_alloc library to test (default: %(default)s)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=LIB",
                     help="another library to run beside the others, e.g. my_alloc before a change "
@@ -788,6 +793,8 @@ def main():
         copy = os.path.join(BIN, "lib%s.snapshot.so" % name)
         shutil.copyfile(lib, copy)
         libs[name] = copy
+    if "my_alloc" in libs and not args.no_profiled:
+        libs[PROFILED] = libs["my_alloc"]
     allocs = list(libs)
     if "glibc" not in allocs:
         sys.exit("glibc must be among the allocators: it is the baseline")
@@ -818,7 +825,15 @@ def main():
             for a in allocs:
                 if a in gave_up:
                     continue
-                r = run_once(argv, libs[a], env_of(b), timeout)
+                env = env_of(b)
+                prof = os.path.join(BIN, "bench.prof")
+                if a == PROFILED:
+                    env["MY_ALLOC_PROFILE"] = prof
+                r = run_once(argv, libs[a], env, timeout)
+                if a == PROFILED:
+                    r["profile_bytes"] = os.path.getsize(prof) if os.path.exists(prof) else 0
+                    if os.path.exists(prof):
+                        os.unlink(prof)
                 if r["status"] == "ok" and reference[b["name"]] and r["checksum"] != reference[b["name"]]:
                     r["status"] = "BADSUM"       # different result from glibc's: wrong memory
                     r["stderr"] = "checksum %s, glibc gave %s" % (r["checksum"], reference[b["name"]])

@@ -293,11 +293,9 @@ fn resize_cached(p: usize, n: usize) -> Option<*mut c_void> {
     // Sampled blocks take the general path, which records their free.
     let size = block::quick_size_of(h);
     let c = quick_class_of_block(size)?;
+    // A block that stays is no new allocation for the profiler's clock: counting its whole size
+    // again at every step of a growing string would sample such strings far too often.
     if small_block_stays(size, alloc_block_size(n)?) {
-        // SAFETY: as above.
-        if profile::tick(unsafe { &mut (*t).sample }, n) {
-            return Some(profile::sampled(p, n));
-        }
         return Some(p as *mut c_void);
     }
     let saved = errno();
