@@ -92,6 +92,9 @@ pub fn forget_in_child() {
 /// Records the allocation `p` of `n` requested bytes: its call stack, and the `sampled` mark in
 /// its header, so that its free is recorded too.
 pub fn record_alloc(p: usize, n: usize) {
+    if !recording() {
+        return;
+    }
     let mut frames = [0usize; PROFILE_FRAMES];
     let depth = stacks::capture(&mut frames);
     let frames = &frames[..depth];
@@ -131,6 +134,11 @@ pub fn record_alloc(p: usize, n: usize) {
 
 /// Records the free of the sampled block `p` (header `h`, still live).
 pub fn record_free(p: usize, h: u64) {
+    // Tested before the lock too: a fork child (which has stopped) must never wait for a lock a
+    // thread of its parent held.
+    if !recording() {
+        return;
+    }
     let t = millis();
     let mut ev = EVENTS.lock();
     let fd = FD.load(Ordering::Relaxed);
