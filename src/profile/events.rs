@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use crate::block::{self, FLIP_SAMPLED, HEADER};
+use crate::block;
 use crate::config::PROFILE_FRAMES;
 use crate::diag::{Line, Text};
 use crate::os;
@@ -89,11 +89,11 @@ pub fn forget_in_child() {
     FD.store(-1, Ordering::Relaxed);
 }
 
-/// Records the allocation `p` of `n` requested bytes: its call stack, and the `sampled` mark in
-/// its header, so that its free is recorded too.
-pub fn record_alloc(p: usize, n: usize) {
+/// Records the allocation `p` of `n` requested bytes (header `h`) with its call stack; false
+/// when not recording.
+pub fn record_alloc(p: usize, n: usize, h: u64) -> bool {
     if !recording() {
-        return;
+        return false;
     }
     let mut frames = [0usize; PROFILE_FRAMES];
     let depth = stacks::capture(&mut frames);
@@ -103,7 +103,7 @@ pub fn record_alloc(p: usize, n: usize) {
     let mut ev = EVENTS.lock();
     let fd = FD.load(Ordering::Relaxed);
     if fd < 0 {
-        return;
+        return false;
     }
     let id = match ev.stack_id(hash) {
         Some(id) => id,
@@ -121,15 +121,10 @@ pub fn record_alloc(p: usize, n: usize) {
     let mut a = Line::new();
     a.str("A ").dec(t).str(" ").dec(n as u64).str(" ").dec(id as u64).str(" ").hex_digits(p as u64);
     ev.line(fd, &mut a);
-    // SAFETY: p is a live block the caller just allocated; its header precedes it, and the
-    // owner's half of it is the caller's to write.
-    let h = unsafe {
-        block::flip_state(p - HEADER, FLIP_SAMPLED);
-        block::load(p - HEADER)
-    };
     ev.live += 1;
     ev.live_bytes += sampler::estimate(block::size_of(h), sampler::current_rate());
     ev.snapshot_if_pending(fd);
+    true
 }
 
 /// Records the free of the sampled block `p` (header `h`, still live).

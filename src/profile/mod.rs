@@ -73,6 +73,17 @@ pub fn unsample(p: usize, h: u64) -> u64 {
     unsample_slow(p, h)
 }
 
+/// Records the allocation `p` of `n` bytes that the clock picked, and marks its block so that its
+/// free is recorded too.
+fn record(p: usize, n: usize) {
+    // SAFETY: p is a live block the caller has just allocated; its header precedes it.
+    let h = unsafe { block::load(p - HEADER) };
+    if events::record_alloc(p, n, h) {
+        // SAFETY: as above; the allocating thread owns the header's high half.
+        unsafe { block::flip_state(p - HEADER, FLIP_SAMPLED) };
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn unsample_slow(p: usize, h: u64) -> u64 {
