@@ -256,17 +256,18 @@ pub fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
     }
     let p = p as usize;
     let heap = global::owner_of(p, func);
-    // A sampled block's free is recorded first, whatever follows: a block resized in place may
-    // get a new header, and a moved one is allocated anew (and counted as such). (Should the
-    // resize fail, the block stays but counts as freed for the profile.)
-    let h = profile::unsample(p, heap.validate(p, func));
+    let h = heap.validate(p, func);
     if checked::enabled() {
+        let h = profile::unsample(p, h);
         return or_enomem(noted(checked::realloc(heap, p, h, n, func), n));
     }
     let saved = errno();
+    let old_usable = heap.usable_of(p, h);
+    // A sampled block keeps its mark into the core: if it moves, its free is recorded when the
+    // old block is released (`Surface::release`); if it stays, the profile follows it.
     match heap.realloc(p, h, n, &mut Surface { func }) {
         Some(Reallocated::InPlace(q)) => {
-            profile::note_alloc(q, n);
+            profile::note_resized(p, h, q, n, old_usable);
             stats::note_resized(h, q);
             // A shrink that found no smaller block keeps its own, and leaves errno alone.
             set_errno(saved);

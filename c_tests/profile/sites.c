@@ -1,6 +1,6 @@
 /* A program whose allocation sites are known, for the profiler's tests: hot_path allocates 80%
- * of the bytes, cold_path 20% (through calloc and realloc), and leak_some keeps 32 MiB it never
- * frees. Sizes come from a fixed-seed generator, so every run makes the same calls. Halfway
+ * of the bytes, cold_path 20% (through calloc and realloc), leak_some keeps 32 MiB it never
+ * frees, and grow_some keeps 16 MiB of strings grown 16 bytes at a time by realloc. Sizes come from a fixed-seed generator, so every run makes the same calls. Halfway
  * through the leak it asks for a profile snapshot: with the argument "snapshot" by calling
  * my_alloc_profile_snapshot() (looked up at run time, so that the program also runs preloaded),
  * with "signal" by raising SIGUSR2 (run with MY_ALLOC_PROFILE_SIGNAL=USR2). */
@@ -68,6 +68,18 @@ NOINLINE void leak_some(size_t bytes, const char *how) {
     }
 }
 
+NOINLINE void grow_some(void) {
+    enum { STRINGS = 256, LENGTH = 65536, STEP = 16 };
+    static char *strings[STRINGS];
+    for (int i = 0; i < STRINGS; i++) {
+        for (size_t len = STEP; len <= LENGTH; len += STEP) {
+            strings[i] = realloc(strings[i], len);
+            strings[i][len - 1] = 1;
+        }
+    }
+    sink = strings;
+}
+
 int main(int argc, char **argv) {
     const char *snapshot = argc > 1 ? argv[1] : "";
     for (int round = 0; round < 10; round++) {
@@ -75,5 +87,6 @@ int main(int argc, char **argv) {
         cold_path(20 * MIB);
     }
     leak_some(32 * MIB, snapshot);
+    grow_some();
     return 0;
 }

@@ -148,6 +148,27 @@ pub fn record_free(p: usize, h: u64) {
     ev.snapshot_if_pending(fd);
 }
 
+/// Records that the sampled block `p` (header `h`) was resized in place to `q` (header `hq`),
+/// `n` requested bytes.
+pub fn record_resize(p: usize, h: u64, q: usize, n: usize, hq: u64) {
+    if !recording() {
+        return;
+    }
+    let t = millis();
+    let mut ev = EVENTS.lock();
+    let fd = FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    let mut z = Line::new();
+    z.str("Z ").dec(t).str(" ").hex_digits(p as u64).str(" ").hex_digits(q as u64).str(" ").dec(n as u64);
+    ev.line(fd, &mut z);
+    let rate = sampler::current_rate();
+    ev.live_bytes = ev.live_bytes.saturating_sub(sampler::estimate(block::size_of(h), rate))
+        + sampler::estimate(block::size_of(hq), rate);
+    ev.snapshot_if_pending(fd);
+}
+
 /// Writes a snapshot now if the buffer is free, else at the next event; false when not
 /// recording. Safe in a signal handler: it only tries the lock, and writes with write(2).
 pub fn snapshot() -> bool {

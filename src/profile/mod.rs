@@ -18,12 +18,14 @@
 //! K <stack_id> <pc_hex>...              a call stack, innermost first, before its first use
 //! A <t_ms> <size> <stack_id> <addr_hex> a sampled allocation of <size> requested bytes
 //! F <t_ms> <addr_hex>                   the free of the sampled block at <addr>
+//! Z <t_ms> <old_hex> <new_hex> <size>   the sampled block at <old> resized in place: now at <new>,
+//!                                       <size> requested bytes, the same allocation and stack
 //! M <start_hex> <end_hex> <offset_hex> <path>   an executable file mapping
 //! P <t_ms>                              a snapshot: what is live here is "live now"
 //! C <class_index> <class_block_size_bytes, 0 for mapped blocks> <requests>
 //! E <t_ms>
 //! ```
-//! K, A, F, M and P lines are in the order their events happened; S lines are written directly
+//! K, A, F, Z, M and P lines are in the order their events happened; S lines are written directly
 //! and may come before buffered events of an earlier time.
 
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -82,6 +84,38 @@ fn record(p: usize, n: usize) {
         // SAFETY: as above; the allocating thread owns the header's high half.
         unsafe { block::flip_state(p - HEADER, FLIP_SAMPLED) };
     }
+}
+
+/// The live block `p` (header `h` before) was resized in place to `q`, `n` bytes, from `old`
+/// usable bytes: a sampled block stays sampled at its new size (the core may have rewritten its
+/// header without the mark); another counts only the bytes it grew by on the clock, so that a
+/// string grown a few bytes at a time is not counted whole at every step.
+pub fn note_resized(p: usize, h: u64, q: usize, n: usize, old: usize) {
+    if h & SAMPLED == 0 {
+        sampler::note_growth(q, n, n.saturating_sub(old));
+        return;
+    }
+    // SAFETY: q is the live block just resized; its header precedes it, and this thread, which
+    // resized it, owns the header's high half.
+    let hq = unsafe { block::load(q - HEADER) };
+    let hq = if hq & SAMPLED == 0 {
+        // SAFETY: as above.
+        unsafe { block::flip_state(q - HEADER, FLIP_SAMPLED) };
+        hq ^ FLIP_SAMPLED
+    } else {
+        hq
+    };
+    // A block grown a little at a time is followed in steps of about an eighth of its size, not
+    // at every resize: the profile lags its growth by less than that.
+    if q != p || eighths(block::size_of(hq)) != eighths(block::size_of(h)) {
+        events::record_resize(p, h, q, n, hq);
+    }
+}
+
+/// `size` on a scale of about 9% steps: its highest bit and the three below.
+fn eighths(size: usize) -> (u32, usize) {
+    let top = usize::BITS - 1 - (size | 1).leading_zeros();
+    (top, (size >> top.saturating_sub(3)) & 0b111)
 }
 
 #[cold]

@@ -65,6 +65,13 @@ pub fn on_due(p: usize, n: usize) -> *mut core::ffi::c_void {
 /// on the shared one when the thread has no cache.
 #[inline]
 pub fn note(p: usize, n: usize) {
+    note_growth(p, n, n);
+}
+
+/// The block `p`, now `n` bytes, of which `added` are new (all of them for an allocation, what a
+/// resize in place added for one): counts `added` on the thread's clock, or on the shared one
+/// when the thread has no cache, and records the block at `n` bytes if the clock runs down.
+pub fn note_growth(p: usize, n: usize, added: usize) {
     if !events::recording() {
         return;
     }
@@ -72,7 +79,7 @@ pub fn note(p: usize, n: usize) {
     if !t.is_null() {
         // SAFETY: as in `on_due`.
         let clock = unsafe { &mut (*t).sample };
-        if tick(clock, n) {
+        if tick(clock, added) {
             due(clock, p, n);
         }
         return;
@@ -80,7 +87,7 @@ pub fn note(p: usize, n: usize) {
     // Busy: another cacheless allocation is being recorded, perhaps by this very thread (the
     // unwinder allocating); this one goes uncounted.
     if let Some(mut clock) = SHARED.try_lock() {
-        if tick(&mut clock, n) {
+        if tick(&mut clock, added) {
             due(&mut clock, p, n);
         }
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::profile::Profile;
-use crate::stacks::{self, Moment, Symbolised, Weight};
+use crate::stacks::{self, Counted, Moment, Symbolised, Weight};
 use crate::symbols::Frame;
 
 /// How many stacks `--leaks` lists; the rest are summed in one line.
@@ -25,7 +25,7 @@ pub struct Group {
 /// The samples live at `moment`, grouped by stack, by estimated bytes descending.
 pub fn groups(profile: &Profile, symbols: &Symbolised, moment: Moment) -> Vec<Group> {
     let mut by_frames: HashMap<Vec<&Frame>, Group> = HashMap::new();
-    for (stack, (weight, samples)) in stacks::by_stack(profile, |a| moment.is_live(a))
+    for (stack, (weight, samples)) in stacks::by_stack(profile, Counted::Live(moment))
         .into_iter()
         .enumerate()
         .filter(|(_, (_, n))| *n > 0)
@@ -136,7 +136,7 @@ pub fn report(profile: &Profile, symbols: &Symbolised, moment: Moment) -> String
 pub fn summary(profile: &Profile, symbols: &Symbolised, moment: Moment) -> String {
     let rate = profile.rate.unwrap_or(1);
     let all = profile.allocs.iter().fold(Weight::ZERO, |mut t, a| {
-        t += stacks::weight(a.size, rate);
+        t += stacks::allocated(a, rate);
         t
     });
     let mut s = String::new();

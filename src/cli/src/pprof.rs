@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::profile::Profile;
-use crate::stacks::{weight, Moment, Symbolised, Weight};
+use crate::stacks::{allocated, weight, Moment, Symbolised, Weight};
 
 /// The sample types, in order, as Go names them.
 pub const SAMPLE_TYPES: [(&str, &str); 4] = [
@@ -172,11 +172,10 @@ pub fn encode(profile: &Profile, symbols: &Symbolised, meta: &Meta) -> Vec<u8> {
     // One sample per (stack, requested size), as Go's heap profiles have them.
     let mut groups: HashMap<(usize, u64), [Weight; 2]> = HashMap::new();
     for a in &profile.allocs {
-        let w = weight(a.size, rate);
         let g = groups.entry((a.stack, a.size)).or_insert([Weight::ZERO; 2]);
-        g[0] += w;
+        g[0] += allocated(a, rate);
         if meta.in_use.is_live(a) {
-            g[1] += w;
+            g[1] += weight(a.size, rate);
         }
     }
     let mut keys: Vec<(usize, u64)> = groups.keys().copied().collect();

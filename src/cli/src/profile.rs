@@ -93,9 +93,12 @@ pub struct Alloc {
     /// Index into `Profile::stacks`.
     pub stack: usize,
     pub addr: u64,
-    /// The `A` line's number (1-based).
+    /// The line's number (1-based).
     pub line: usize,
     pub free: Option<Free>,
+    /// Requested bytes before the resize in place that this sample continues (a `Z` line), or
+    /// `None` for an `A` line: the block's estimate is then its pieces' sum.
+    pub resized_from: Option<u64>,
 }
 
 impl Alloc {
@@ -170,7 +173,7 @@ impl Profile {
 }
 
 /// Kinds of the stack-sample lines, whose unterminated last line is dropped even when it parses.
-const STACK_KINDS: [&str; 6] = ["R", "K", "A", "F", "M", "P"];
+const STACK_KINDS: [&str; 7] = ["R", "K", "A", "F", "Z", "M", "P"];
 
 /// What the stack-sample lines refer to while the file is read.
 #[derive(Default)]
@@ -331,6 +334,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
             "K" => stack_line(&mut fields, &mut profile, &mut tracker, &mut several),
             "A" => alloc_line(&mut fields, number, &mut profile, &mut tracker),
             "F" => free_line(&mut fields, number, &mut profile, &mut tracker),
+            "Z" => resize_line(&mut fields, number, &mut profile, &mut tracker),
             "M" => mapping_line(trimmed, &mut tracker),
             "P" => numbers::<1>(&mut fields, "P <t_ms>")
                 .map(|[t_ms]| profile.snapshots.push(Snapshot { t_ms, line: number })),
@@ -454,6 +458,7 @@ fn alloc_line<'a>(
         addr,
         line: number,
         free: None,
+        resized_from: None,
     });
     Ok(())
 }
@@ -477,6 +482,49 @@ fn free_line<'a>(
         Some(index) => profile.allocs[index].free = Some(Free { t_ms, line: number }),
         None => profile.stray_frees += 1,
     }
+    Ok(())
+}
+
+/// A `Z` line: the sampled block live at the old address was resized in place. Its sample ends
+/// here and continues as a new one at the new address and size, with the same stack.
+fn resize_line<'a>(
+    fields: &mut impl Iterator<Item = &'a str>,
+    number: usize,
+    profile: &mut Profile,
+    tracker: &mut Tracker,
+) -> Result<(), String> {
+    const USAGE: &str = "Z <t_ms> <old_hex> <new_hex> <size>";
+    let [t_ms] = numbers::<1>(fields, USAGE)?;
+    let mut address = || {
+        hex(
+            fields
+                .next()
+                .ok_or_else(|| format!("expected '{USAGE}': no address"))?,
+            USAGE,
+        )
+    };
+    let (old, new) = (address()?, address()?);
+    let [size] = numbers::<1>(fields, USAGE)?;
+    let Some(index) = tracker.live.remove(&old) else {
+        profile.stray_frees += 1;
+        return Ok(());
+    };
+    let before = profile.allocs[index];
+    profile.allocs[index].free = Some(Free { t_ms, line: number });
+    let continued = profile.allocs.len();
+    if let Some(earlier) = tracker.live.insert(new, continued) {
+        tracker.reused += 1;
+        profile.allocs[earlier].free = Some(Free { t_ms, line: number });
+    }
+    profile.allocs.push(Alloc {
+        t_ms,
+        size,
+        stack: before.stack,
+        addr: new,
+        line: number,
+        free: None,
+        resized_from: Some(before.size),
+    });
     Ok(())
 }
 
@@ -804,7 +852,8 @@ E 9
                 stack: 0,
                 addr: 0x7f1000000010,
                 line: 7,
-                free: Some(Free { t_ms: 5, line: 11 })
+                free: Some(Free { t_ms: 5, line: 11 }),
+                resized_from: None,
             }
         );
         assert_eq!(p.allocs[1].stack, 1);
@@ -836,6 +885,27 @@ E 9
         assert_eq!(p.stray_frees, 0);
         // A profile without them has none.
         assert!(!parse(GOOD).unwrap().profile.has_stack_samples());
+    }
+
+    #[test]
+    fn a_resize_in_place_continues_the_sample() {
+        // 100 bytes at a grow to 300 in place, then move to b as 500 (its free ends them).
+        let text = "my_alloc-profile 1\nR 1\nK 1 10\nA 1 100 1 a\nZ 2 a a 300\nZ 3 a b 500\n\
+                    Z 4 c c 9\nF 5 b\nE 6\n";
+        let p = parse(text).unwrap().profile;
+        let sizes: Vec<(u64, u64, Option<u64>)> =
+            p.allocs.iter().map(|a| (a.addr, a.size, a.resized_from)).collect();
+        assert_eq!(sizes, vec![(0xa, 100, None), (0xa, 300, Some(100)), (0xb, 500, Some(300))]);
+        // Each piece ends where the next begins; only one is live at a time.
+        assert_eq!(p.allocs[0].free.map(|f| f.line), Some(5));
+        assert_eq!(p.allocs[1].free.map(|f| f.line), Some(6));
+        assert_eq!(p.allocs[2].free.map(|f| f.line), Some(8));
+        for line in 4..8 {
+            assert_eq!(p.allocs.iter().filter(|a| a.is_live_after(line)).count(), 1, "line {line}");
+        }
+        assert!(p.allocs.iter().all(|a| a.stack == 0));
+        // A resize of an address with no live sample is a stray.
+        assert_eq!(p.stray_frees, 1);
     }
 
     #[test]

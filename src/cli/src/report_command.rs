@@ -8,7 +8,7 @@ use std::time::UNIX_EPOCH;
 use crate::args::ReportArgs;
 use crate::leaks::bytes_text;
 use crate::profile::{self, Profile};
-use crate::stacks::{self, Moment, Symbolised};
+use crate::stacks::{self, Counted, Moment, Symbolised};
 use crate::symbols::Symbolizer;
 use crate::{flame, leaks, pprof, report, run, Failure};
 
@@ -156,7 +156,7 @@ pub fn report(args: ReportArgs) -> Result<(), Failure> {
             let peak = stacks::peak(&profile).ok_or_else(|| {
                 fail("no sampled allocations: no flame graph for --flame-peak".into())
             })?;
-            let lines = stacks::folded(&profile, symbols, |a| peak.moment.is_live(a));
+            let lines = stacks::folded(&profile, symbols, Counted::Live(peak.moment));
             let subtitle = format!(
                 "{}: {} live at {:.3} s (estimated from the stack samples, R = {})",
                 who,
@@ -176,7 +176,7 @@ pub fn report(args: ReportArgs) -> Result<(), Failure> {
             ));
         }
         if let Some(path) = &outputs.flame_alloc {
-            let lines = stacks::folded(&profile, symbols, |_| true);
+            let lines = stacks::folded(&profile, symbols, Counted::Allocated);
             let total: u64 = lines.iter().map(|l| l.1).sum();
             let subtitle = format!(
                 "{}: {} allocated in {:.3} s (estimated from {} stack samples, R = {})",
@@ -206,9 +206,9 @@ pub fn report(args: ReportArgs) -> Result<(), Failure> {
     match &symbols {
         Some(symbols) if args.folded => {
             let lines = if args.leaks {
-                stacks::folded(&profile, symbols, |a| moment.is_live(a))
+                stacks::folded(&profile, symbols, Counted::Live(moment))
             } else {
-                stacks::folded(&profile, symbols, |_| true)
+                stacks::folded(&profile, symbols, Counted::Allocated)
             };
             out.push_str(&stacks::folded_text(&lines));
         }

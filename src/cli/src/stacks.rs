@@ -165,6 +165,39 @@ impl Moment {
     }
 }
 
+/// Which samples an estimate counts, and as what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// The bytes live at a moment.
+    Live(Moment),
+    /// Everything allocated: a block resized in place counts once, at its largest estimate.
+    Allocated,
+}
+
+impl Counted {
+    /// What the sample `alloc` adds to the estimate, if it counts at all.
+    pub fn weigh(self, alloc: &Alloc, rate: u64) -> Option<Weight> {
+        match self {
+            Counted::Live(moment) => moment.is_live(alloc).then(|| weight(alloc.size, rate)),
+            Counted::Allocated => Some(allocated(alloc, rate)),
+        }
+    }
+}
+
+/// What the sample `alloc` adds to the estimate of everything allocated. A sample continuing a
+/// block resized in place adds only what its growth added to the block's estimate, and no
+/// allocation: the pieces of a block that only grows sum to the estimate of its final size.
+pub fn allocated(alloc: &Alloc, rate: u64) -> Weight {
+    let w = weight(alloc.size, rate);
+    match alloc.resized_from {
+        None => w,
+        Some(before) => Weight {
+            bytes: (w.bytes - weight(before, rate).bytes).max(0.0),
+            count: 0.0,
+        },
+    }
+}
+
 /// When the estimated live sampled bytes were highest.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Peak {
@@ -203,27 +236,30 @@ pub fn peak(profile: &Profile) -> Option<Peak> {
     best
 }
 
-/// The estimate of the samples `select` keeps, per stack (indices into `Profile::stacks`).
-pub fn by_stack(profile: &Profile, select: impl Fn(&Alloc) -> bool) -> Vec<(Weight, usize)> {
+/// The estimate of what `counted` counts, and how many samples it took, per stack (indices into
+/// `Profile::stacks`).
+pub fn by_stack(profile: &Profile, counted: Counted) -> Vec<(Weight, usize)> {
     let rate = profile.rate.unwrap_or(1);
     let mut per = vec![(Weight::ZERO, 0usize); profile.stacks.len()];
-    for a in profile.allocs.iter().filter(|a| select(a)) {
-        per[a.stack].0 += weight(a.size, rate);
-        per[a.stack].1 += 1;
+    for a in &profile.allocs {
+        if let Some(w) = counted.weigh(a, rate) {
+            per[a.stack].0 += w;
+            per[a.stack].1 += 1;
+        }
     }
     per
 }
 
-/// Folded stacks of the estimated bytes of the samples `select` keeps: one line per distinct
+/// Folded stacks of the estimated bytes of what `counted` counts: one line per distinct
 /// list of function names, `outermost;...;innermost BYTES`, by bytes descending (then by name),
 /// lines of 0 bytes left out.
 pub fn folded(
     profile: &Profile,
     symbols: &Symbolised,
-    select: impl Fn(&Alloc) -> bool,
+    counted: Counted,
 ) -> Vec<(String, u64)> {
     let mut sums: HashMap<String, f64> = HashMap::new();
-    for (stack, (w, n)) in by_stack(profile, select).into_iter().enumerate() {
+    for (stack, (w, n)) in by_stack(profile, counted).into_iter().enumerate() {
         if n > 0 {
             *sums.entry(symbols.folded_key(stack)).or_default() += w.bytes;
         }
@@ -307,6 +343,27 @@ pub(crate) mod tests {
         assert_eq!(peak_of_nothing(), None);
     }
 
+    #[test]
+    fn a_block_resized_in_place_is_allocated_once_at_its_largest() {
+        let r = 4096;
+        let text = format!(
+            "my_alloc-profile 1\nR {r}\nK 1 10\nA 1 100 1 a\nZ 2 a a 3000\nZ 3 a a 9000\nE 4\n"
+        );
+        let p = parse(&text).unwrap().profile;
+        let all = p.allocs.iter().fold(Weight::ZERO, |mut t, a| {
+            t += allocated(a, r);
+            t
+        });
+        let last = weight(9000, r);
+        assert!((all.bytes - last.bytes).abs() < 1e-6, "{all:?} {last:?}");
+        assert!((all.count - weight(100, r).count).abs() < 1e-9, "{all:?}");
+        let live = by_stack(&p, Counted::Live(Moment::End));
+        assert_eq!(live[0].1, 1);
+        assert!((live[0].0.bytes - last.bytes).abs() < 1e-6);
+        let allocated_by_stack = by_stack(&p, Counted::Allocated);
+        assert!((allocated_by_stack[0].0.bytes - last.bytes).abs() < 1e-6);
+    }
+
     fn peak_of_nothing() -> Option<Peak> {
         peak(&parse("my_alloc-profile 1\nR 64\nE 1\n").unwrap().profile)
     }
@@ -320,7 +377,7 @@ pub(crate) mod tests {
         assert_eq!(s.stacks[0].locations.len(), 3);
         assert_eq!(s.folded_key(0), "demo+0x1300;demo+0x1200;demo+0x1100");
 
-        let lines = folded(&p, &s, |_| true);
+        let lines = folded(&p, &s, Counted::Allocated);
         let total: u64 = lines.iter().map(|l| l.1).sum();
         let expected: f64 = p
             .allocs
