@@ -31,7 +31,7 @@ ifdef THREAD_SAFE
 export MY_ALLOC_THREAD_SAFE := $(THREAD_SAFE)
 endif
 
-.PHONY: all build demo test check-header rust-tests settings-tests c-tests profile-tests real-tests install-test \
+.PHONY: all build demo test check-header rust-tests settings-tests c-tests profile-tests guard-tests real-tests install-test \
         install uninstall soak clean
 
 all: build
@@ -46,7 +46,7 @@ demo: build
 	@echo "== the heap picture of that run"
 	$(LIB_DIR)/my_alloc report target/demo.prof -o target/demo-heap.svg
 
-test: build check-header rust-tests settings-tests c-tests profile-tests real-tests install-test
+test: build check-header rust-tests settings-tests c-tests profile-tests guard-tests real-tests install-test
 	@echo "== all tests passed"
 
 # The committed header must be what the build generates, and must compile cleanly in C and C++.
@@ -87,6 +87,10 @@ c-tests: build
 # again with profiling on (after c-tests, whose programs they reuse).
 profile-tests: build c-tests
 	sh c_tests/profile/run.sh
+
+# Guarded blocks: each class of bug caught, in each mode, and the program's fault handlers kept.
+guard-tests: build
+	sh c_tests/guard/run.sh
 
 real-tests: build
 	sh c_tests/real_programs.sh

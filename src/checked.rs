@@ -8,6 +8,9 @@
 //!   marked; when a marked block is handed out again, the fill must be intact.
 //! - Writes before the start of a block land in its header, which the default checks verify.
 //!
+//! - In guard mode (`MY_ALLOC_CHECK=guard`) requests up to `MY_ALLOC_GUARD_MAX` get guarded
+//!   blocks (`guard`) instead, while the pool has slots; the rest are checked as above.
+//!
 //! Thread caches are off in this mode (so every call comes here), `realloc` always moves (so a
 //! stale pointer to the old block is caught when it is freed), and `malloc_usable_size` reports
 //! the requested size (so code that writes up to it does not trip the canary).
@@ -18,7 +21,7 @@ use crate::diag::{fatal, fatal_detail};
 use crate::global::main_heap;
 use crate::heap::Heap;
 use crate::os::OsSource;
-use crate::options;
+use crate::{guard, options};
 
 /// Bytes every block gets beyond the request: the sealed size word.
 const TRAILER: usize = WORD;
@@ -33,8 +36,14 @@ pub fn enabled() -> bool {
     options::CHECK.load(core::sync::atomic::Ordering::Relaxed)
 }
 
-/// Allocates `n` bytes at `align` with a trailer; `None` when memory is exhausted.
+/// Allocates `n` bytes at `align` with a trailer (in guard mode, a guarded block when it fits
+/// and the pool has a slot); `None` when memory is exhausted.
 pub fn alloc(n: usize, align: usize) -> Option<usize> {
+    if guard::all() {
+        if let Some(p) = guard::alloc(n, align) {
+            return Some(p);
+        }
+    }
     let heap = main_heap();
     let total = n.checked_add(TRAILER)?;
     let p = if align > ALIGNMENT { heap.memalign(align, total)? } else { heap.malloc(total)? };

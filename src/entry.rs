@@ -14,7 +14,7 @@ use crate::os::OsSource;
 use crate::os::{errno, set_errno};
 use crate::size_class::{alloc_block_size, quick_class_of_block, quick_class_of_request};
 use crate::tcache::ThreadCache;
-use crate::{checked, global, profile, stats, thread};
+use crate::{checked, global, guard, profile, stats, thread};
 
 // ------------------------------------------------------------------------------------------------
 // The hot paths
@@ -30,7 +30,7 @@ pub fn alloc(n: usize) -> *mut c_void {
             if p != 0 {
                 // SAFETY: as above.
                 if profile::tick(unsafe { &mut (*t).sample }, n) {
-                    return profile::sampled(p, n);
+                    return sampled(p, n);
                 }
                 return p as *mut c_void;
             }
@@ -45,14 +45,38 @@ pub fn alloc(n: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn alloc_slow(n: usize) -> *mut c_void {
-    or_enomem(noted(alloc_slow_inner(n), n))
+    or_enomem(noted(alloc_slow_inner(n), n, ALIGNMENT))
 }
 
-/// Counts an allocation of `n` bytes off the hot path on the profiler's clock.
+/// The hot path's block `p` of `n` bytes ran the sampling clock down. (A jump from `alloc`.)
+#[cold]
+#[inline(never)]
+fn sampled(p: usize, n: usize) -> *mut c_void {
+    on_clock(p, n, ALIGNMENT) as *mut c_void
+}
+
+/// Counts an allocation of `n` bytes at `align` made off the hot path on the sampling clock.
 #[inline]
-fn noted(p: Option<usize>, n: usize) -> Option<usize> {
-    if let Some(p) = p {
-        profile::note_alloc(p, n);
+fn noted(p: Option<usize>, n: usize, align: usize) -> Option<usize> {
+    let p = p?;
+    Some(if profile::sampler::count(p, n, n) { on_clock(p, n, align) } else { p })
+}
+
+/// The allocation `p` of `n` bytes at `align` ran the clock down: it is given a guarded block
+/// instead, or its stack is recorded, or both, as they are due. The block the caller receives.
+fn on_clock(p: usize, n: usize, align: usize) -> usize {
+    let due = profile::sampler::fire();
+    let mut p = p;
+    if due.guard {
+        if let Some(q) = guard::alloc(n, align) {
+            dealloc(p as *mut c_void, "malloc");
+            p = q;
+        }
+    }
+    // A guarded block has no header to carry the profiler's mark: its stack goes unrecorded
+    // (both samples seldom fall on one allocation).
+    if due.stack && !guard::owns(p) {
+        profile::sampler::record(p, n);
     }
     p
 }
@@ -158,6 +182,10 @@ fn dealloc_slow(p: usize, func: &str) {
         return;
     }
     let saved = errno();
+    if guard::owns(p) {
+        guard::free(p, func);
+        return set_errno(saved);
+    }
     let heap = global::owner_of(p, func);
     let h = heap.validate(p, func);
     release(heap, p, h, func);
@@ -232,7 +260,8 @@ pub fn zalloc(nmemb: usize, size: usize) -> *mut c_void {
         return core::ptr::null_mut();
     };
     let p = alloc(total);
-    if !p.is_null() {
+    // A guarded block has fresh pages (and no header).
+    if !p.is_null() && !guard::owns(p as usize) {
         // SAFETY: p is a live block of at least `total` bytes; its header precedes it.
         let fresh_mapping = unsafe { block::load(p as usize - block::HEADER) } & MAPPED != 0;
         if !fresh_mapping {
@@ -255,11 +284,19 @@ pub fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
         return q;
     }
     let p = p as usize;
+    if guard::owns(p) {
+        return resize_guarded(p, n, func);
+    }
     let heap = global::owner_of(p, func);
     let h = heap.validate(p, func);
     if checked::enabled() {
         let h = profile::unsample(p, h);
-        return or_enomem(noted(checked::realloc(heap, p, h, n, func), n));
+        // A resize is never moved to a guarded block: only its stack may be sampled.
+        let q = checked::realloc(heap, p, h, n, func);
+        if let Some(q) = q {
+            profile::sampler::note_growth(q, n, n);
+        }
+        return or_enomem(q);
     }
     let saved = errno();
     let old_usable = heap.usable_of(p, h);
@@ -276,6 +313,22 @@ pub fn resize(p: *mut c_void, n: usize, func: &str) -> *mut c_void {
         Some(Reallocated::Moved(q)) => q as *mut c_void,
         None => or_enomem(None),
     }
+}
+
+/// `realloc` of a guarded block: always to a new block (guarded again only if the clock says so),
+/// so that a stale pointer to the old one faults.
+fn resize_guarded(p: usize, n: usize, func: &str) -> *mut c_void {
+    let old = guard::usable(p, func);
+    let saved = errno();
+    let q = alloc(n);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; the old one holds `old` bytes.
+    unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(n)) };
+    guard::free(p, func);
+    set_errno(saved);
+    q
 }
 
 /// `realloc` of a block of a quick class from this thread's arena, without the core: it stays when
@@ -327,9 +380,9 @@ fn my_heap() -> &'static Heap<OsSource> {
 pub fn aligned(align: usize, n: usize) -> *mut c_void {
     global::ensure_initialised();
     if checked::enabled() {
-        return or_enomem(noted(uncached(checked::alloc(n, align)), n));
+        return or_enomem(noted(uncached(checked::alloc(n, align)), n, align));
     }
-    or_enomem(noted(uncached(my_heap().memalign(align, n)), n))
+    or_enomem(noted(uncached(my_heap().memalign(align, n)), n, align))
 }
 
 pub fn memalign_impl(align: usize, n: usize) -> *mut c_void {
@@ -367,6 +420,9 @@ pub fn usable(p: *mut c_void) -> usize {
         return 0;
     }
     let p = p as usize;
+    if guard::owns(p) {
+        return guard::usable(p, "malloc_usable_size");
+    }
     let heap = global::owner_of(p, "malloc_usable_size");
     let h = heap.validate(p, "malloc_usable_size");
     if checked::enabled() { checked::usable(heap, p, h) } else { heap.usable_of(p, h) }

@@ -47,6 +47,8 @@ pub mod entry;
 #[doc(hidden)]
 pub mod global;
 #[doc(hidden)]
+pub mod guard;
+#[doc(hidden)]
 pub mod heap;
 #[doc(hidden)]
 pub mod lifecycle;
@@ -74,6 +76,8 @@ pub mod sync;
 pub mod tcache;
 #[doc(hidden)]
 pub mod thread;
+#[doc(hidden)]
+pub mod unwind;
 
 #[cfg(not(test))]
 pub use rust_api::*;

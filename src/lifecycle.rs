@@ -8,12 +8,14 @@
 use core::sync::atomic::{AtomicI32, Ordering};
 
 use crate::global::{arenas, budget_check_in_child, ensure_initialised};
-use crate::{options, os, profile, stats, thread};
+use crate::{guard, options, os, profile, stats, thread, unwind};
 
-// Every lock of the allocator is held across `fork`, taken in the one order they nest: the thread
-// pool's (which activates arenas), then each arena's, in index order.
+// Every lock of the allocator is held across `fork`, taken in the one order they nest: the guarded
+// pool's (which is never held while another is taken), the thread pool's (which activates
+// arenas), then each arena's, in index order.
 
 extern "C" fn fork_prepare() {
+    guard::lock_for_fork();
     thread::lock_for_fork();
     for a in arenas() {
         a.lock_for_fork();
@@ -28,6 +30,7 @@ extern "C" fn fork_parent() {
             a.unlock_after_fork();
         }
         thread::unlock_after_fork();
+        guard::unlock_after_fork();
     }
 }
 
@@ -38,6 +41,7 @@ extern "C" fn fork_child() {
             a.unlock_after_fork();
         }
         thread::unlock_in_child();
+        guard::unlock_after_fork();
     }
     budget_check_in_child();
     profile::forget_in_child();
@@ -60,6 +64,13 @@ extern "C" fn finish_profile_at_exit() {
 fn init() {
     os::at_fork(fork_prepare, fork_parent, fork_child);
     ensure_initialised();
+    // Guarded blocks record their stacks: the unwinder is made ready here, not in some malloc.
+    // Their fault handler goes in now too, so that a handler the program installs later finds
+    // it (and may chain to it) whenever the first guarded block comes.
+    if guard::rate().is_some() || guard::all() {
+        unwind::prepare();
+        guard::fault::ensure_installed();
+    }
     if profile::start() {
         os::at_exit(finish_profile_at_exit);
     }

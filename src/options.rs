@@ -7,7 +7,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::config::{MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, PROFILE_RATE, TRIM_DECAY_MS, TRIM_THRESHOLD};
+use crate::config::{
+    GUARD_MAX_LIMIT, GUARD_MODE_MAX, GUARD_RATE, GUARD_SLOTS_MAX, MMAP_THRESHOLD, MMAP_THRESHOLD_MAX, PROFILE_RATE, TRIM_DECAY_MS, TRIM_THRESHOLD,
+};
 use crate::diag::Line;
 use crate::size_text::parse_size;
 
@@ -17,6 +19,20 @@ pub static STATS: AtomicBool = AtomicBool::new(false);
 pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 /// `MY_ALLOC_CHECK=1`: checking mode (canaries, freed-memory fill; no thread caches).
 pub static CHECK: AtomicBool = AtomicBool::new(false);
+/// `MY_ALLOC_CHECK=guard`: guard mode (checking mode, and every allocation up to `GUARD_MAX` on
+/// guarded pages).
+pub static GUARD_ALL: AtomicBool = AtomicBool::new(false);
+/// `MY_ALLOC_GUARD_RATE`: mean bytes allocated between guarded samples (0: none).
+pub static GUARD_RATE_BYTES: AtomicUsize = AtomicUsize::new(GUARD_RATE);
+/// `MY_ALLOC_GUARD_SLOTS`: guarded blocks live or in quarantine at once (0: the mode's default).
+pub static GUARD_SLOTS: AtomicUsize = AtomicUsize::new(0);
+/// `MY_ALLOC_GUARD_QUARANTINE`: freed guarded blocks kept inaccessible before one is reused
+/// (`usize::MAX`: the mode's default).
+pub static GUARD_QUARANTINE: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// `MY_ALLOC_GUARD_MAX`: in guard mode, the largest request that is guarded.
+pub static GUARD_MAX: AtomicUsize = AtomicUsize::new(GUARD_MODE_MAX);
+/// `MY_ALLOC_GUARD_BELOW`: guarded blocks start their page (underflows fault) instead of ending it.
+pub static GUARD_BELOW: AtomicBool = AtomicBool::new(false);
 /// `MY_ALLOC_MMAP_THRESHOLD`: the mapping threshold, in bytes. Unset, it starts at the default and
 /// frees of mapped blocks raise it; set, it stays (`MMAP_FIXED`).
 pub static MMAP: AtomicUsize = AtomicUsize::new(MMAP_THRESHOLD);
@@ -115,7 +131,21 @@ fn apply(name: &[u8], value: &[u8]) {
     let ok = match name {
         b"STATS" => set_flag(&STATS, value),
         b"VERBOSE" => set_flag(&VERBOSE, value),
-        b"CHECK" => set_flag(&CHECK, value),
+        b"CHECK" => {
+            let guard = value == b"guard";
+            GUARD_ALL.store(guard, Ordering::Relaxed);
+            if guard {
+                CHECK.store(true, Ordering::Relaxed);
+                true
+            } else {
+                set_flag(&CHECK, value)
+            }
+        }
+        b"GUARD_RATE" => set_size(&GUARD_RATE_BYTES, value, 0, usize::MAX / 2),
+        b"GUARD_SLOTS" => set_size(&GUARD_SLOTS, value, 1, GUARD_SLOTS_MAX),
+        b"GUARD_QUARANTINE" => set_size(&GUARD_QUARANTINE, value, 0, GUARD_SLOTS_MAX),
+        b"GUARD_MAX" => set_size(&GUARD_MAX, value, 0, GUARD_MAX_LIMIT),
+        b"GUARD_BELOW" => set_flag(&GUARD_BELOW, value),
         b"PROFILE" => PROFILE_PATH.set(value),
         b"PROFILE_RATE" => set_size(&PROFILE_RATE_BYTES, value, 0, usize::MAX / 2),
         b"PROFILE_SEED" => match parse_size(value) {
@@ -198,6 +228,10 @@ fn signal_number(value: &[u8]) -> Option<i32> {
 fn print_options() {
     let mut l = Line::new();
     l.str("my_alloc: options: check=").dec(CHECK.load(Ordering::Relaxed) as u64);
+    if GUARD_ALL.load(Ordering::Relaxed) {
+        l.str(" (guard, up to ").dec(GUARD_MAX.load(Ordering::Relaxed) as u64).str(" bytes)");
+    }
+    l.str(" guard_rate=").dec(GUARD_RATE_BYTES.load(Ordering::Relaxed) as u64);
     l.str(" stats=").dec(STATS.load(Ordering::Relaxed) as u64);
     l.str(" mmap_threshold=").dec(MMAP.load(Ordering::Relaxed) as u64);
     l.str(if MMAP_FIXED.load(Ordering::Relaxed) { " (fixed)" } else { " (rising)" });

@@ -47,21 +47,27 @@ pub struct ThreadState {
 
 type Registered = ThreadState;
 
-/// The profiler's per-thread clock (`profile::sampler` reads and winds it).
+/// The per-thread sampling clock of the profiler's stacks and of guarded blocks
+/// (`profile::sampler` reads and winds it).
 #[repr(C)]
 pub struct SampleClock {
-    /// Bytes this thread may still allocate before the next sample; below zero, the allocation
-    /// that took it there is sampled. Starts at 0, so the first allocation decides.
+    /// Bytes this thread may still allocate before the next sample of either kind; below zero,
+    /// the allocation that took it there is due. Starts at 0, so the first allocation decides.
     pub left: isize,
     /// The thread's random state for drawing intervals.
     pub rng: u64,
     /// The thread is recording a sample: its own allocations meanwhile are not sampled.
     pub busy: bool,
+    /// What `left` was wound to: `wound - left` bytes have been counted since.
+    pub wound: isize,
+    /// Bytes to the next stack sample, and to the next guarded one, as of the winding.
+    pub stacks: isize,
+    pub guards: isize,
 }
 
 impl SampleClock {
     pub const fn new() -> Self {
-        SampleClock { left: 0, rng: 0, busy: false }
+        SampleClock { left: 0, rng: 0, busy: false, wound: 0, stacks: 0, guards: 0 }
     }
 }
 

@@ -16,7 +16,9 @@ use crate::diag::{Line, Text};
 use crate::os;
 use crate::sync::Lock;
 
-use super::{maps, millis, sampler, stacks};
+use crate::unwind;
+
+use super::{millis, sampler};
 
 /// Bytes of events held before they are written out.
 const BUFFER_BYTES: usize = 64 * 1024;
@@ -96,9 +98,9 @@ pub fn record_alloc(p: usize, n: usize, h: u64) -> bool {
         return false;
     }
     let mut frames = [0usize; PROFILE_FRAMES];
-    let depth = stacks::capture(&mut frames);
+    let depth = unwind::capture(&mut frames);
     let frames = &frames[..depth];
-    let hash = stacks::hash(frames);
+    let hash = unwind::hash(frames);
     let t = millis();
     let mut ev = EVENTS.lock();
     let fd = FD.load(Ordering::Relaxed);
@@ -243,7 +245,7 @@ impl Events {
     }
 
     fn write_maps(&mut self, fd: i32) {
-        maps::for_each_code_mapping(|m| {
+        unwind::maps::for_each_code_mapping(|m| {
             let mut l = Text::<320>::new();
             l.str("M ").hex_digits(m.start as u64).str(" ").hex_digits(m.end as u64);
             l.str(" ").hex_digits(m.offset as u64).str(" ");

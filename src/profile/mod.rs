@@ -34,17 +34,15 @@ use crate::block::{self, FLIP_SAMPLED, HEADER, SAMPLED};
 use crate::config::{NUM_CLASSES, PAGE, THREAD_SAFE};
 use crate::diag::Line;
 use crate::global::arenas;
-use crate::{options, os};
+use crate::{options, os, unwind};
 use crate::size_class::class_size;
 use crate::stats::{self, MAPPED_ROW};
 
 mod events;
-mod maps;
 pub mod sampler;
-mod stacks;
 
 pub use events::snapshot;
-pub use sampler::{note as note_alloc, on_due as sampled, tick};
+pub use sampler::tick;
 
 /// At most one sample per this many milliseconds.
 const SAMPLE_MS: u64 = 10;
@@ -173,7 +171,7 @@ pub fn start() -> bool {
     FD.store(fd, Ordering::Release);
     sample(fd, now);
     if rate > 0 {
-        stacks::prepare();
+        unwind::prepare();
         events::start(fd);
         sampler::restart_this_thread();
         let sig = options::PROFILE_SIGNAL.load(Ordering::Relaxed);

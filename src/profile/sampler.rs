@@ -1,5 +1,7 @@
 //! When to record a call stack: a Poisson process over the bytes each thread allocates, with a
-//! mean interval of `MY_ALLOC_PROFILE_RATE` bytes (as jemalloc and tcmalloc sample).
+//! mean interval of `MY_ALLOC_PROFILE_RATE` bytes (as jemalloc and tcmalloc sample). The same
+//! clock decides guarded samples (`guard`), with their own mean interval: it runs down at
+//! whichever comes first.
 //!
 //! An allocation of `s` bytes is sampled with probability `1 - exp(-s/R)`, so big and small ones
 //! are weighed fairly: one sample stands for `s / (1 - exp(-s/R))` bytes (`estimate`). Each thread
@@ -47,71 +49,104 @@ fn rate() -> Option<usize> {
     }
 }
 
-/// The allocation `p` of `n` bytes ran its thread's clock down: records it (unless the clock was
-/// fresh and only now gets its first interval, or the thread is recording already), and winds the
-/// clock again. Returns `p` as the C result, so that the hot path ends in a jump here.
+/// What a clock that ran down is due for.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Due {
+    /// Record the allocation's call stack (`record`).
+    pub stack: bool,
+    /// Put the allocation on a guarded page (`guard`).
+    pub guard: bool,
+}
+
+/// This thread's clock ran down: winds it again, and says what the allocation that ran it down
+/// is due for. Nothing for a thread without a cache (its allocations count on the shared clock,
+/// in `count`).
 #[cold]
 #[inline(never)]
-pub fn on_due(p: usize, n: usize) -> *mut core::ffi::c_void {
+pub fn fire() -> Due {
+    let t = thread::state();
+    if t.is_null() {
+        return Due::default();
+    }
+    // SAFETY: a non-null state() is this thread's own.
+    wind(unsafe { &mut (*t).sample })
+}
+
+/// Counts an allocation made off the hot path (the block `p`, now `n` bytes, of which `added`
+/// are new: all of them, or what a resize in place added) on the thread's clock: whether it ran
+/// down (the caller then calls `fire`). Allocations of threads without a cache count on the
+/// shared clock, and their stacks are recorded here.
+pub fn count(p: usize, n: usize, added: usize) -> bool {
     let t = thread::state();
     if !t.is_null() {
         // SAFETY: a non-null state() is this thread's own.
-        due(unsafe { &mut (*t).sample }, p, n);
+        return tick(unsafe { &mut (*t).sample }, added);
     }
-    p as *mut core::ffi::c_void
-}
-
-/// An allocation made outside the hot path (`p`, `n` bytes): counts it on the thread's clock, or
-/// on the shared one when the thread has no cache.
-#[inline]
-pub fn note(p: usize, n: usize) {
-    note_growth(p, n, n);
-}
-
-/// The block `p`, now `n` bytes, of which `added` are new (all of them for an allocation, what a
-/// resize in place added for one): counts `added` on the thread's clock, or on the shared one
-/// when the thread has no cache, and records the block at `n` bytes if the clock runs down.
-pub fn note_growth(p: usize, n: usize, added: usize) {
     if !events::recording() {
-        return;
-    }
-    let t = thread::state();
-    if !t.is_null() {
-        // SAFETY: as in `on_due`.
-        let clock = unsafe { &mut (*t).sample };
-        if tick(clock, added) {
-            due(clock, p, n);
-        }
-        return;
+        return false;
     }
     // Busy: another cacheless allocation is being recorded, perhaps by this very thread (the
     // unwinder allocating); this one goes uncounted.
     if let Some(mut clock) = SHARED.try_lock() {
-        if tick(&mut clock, added) {
-            due(&mut clock, p, n);
+        if tick(&mut clock, added) && wind(&mut clock).stack {
+            super::record(p, n);
         }
+    }
+    false
+}
+
+/// The block `p`, now `n` bytes, of which `added` are new: counted, and its stack recorded if it
+/// is due (a resize is not moved to a guarded page).
+pub fn note_growth(p: usize, n: usize, added: usize) {
+    if count(p, n, added) && fire().stack {
+        record(p, n);
     }
 }
 
-fn due(clock: &mut SampleClock, p: usize, n: usize) {
-    let Some(r) = rate() else {
-        clock.left = OFF;
-        return;
-    };
-    if clock.rng == 0 {
-        clock.rng = seed();
-        clock.left = interval(&mut clock.rng, r).saturating_sub(n as isize);
-        if clock.left >= 0 {
-            return;
-        }
-    }
-    clock.left = interval(&mut clock.rng, r);
-    if clock.busy {
+/// Records the stack of the allocation `p` of `n` bytes that this thread's clock picked.
+pub fn record(p: usize, n: usize) {
+    let t = thread::state();
+    if t.is_null() {
         return;
     }
+    // SAFETY: a non-null state() is this thread's own.
+    let clock = unsafe { &mut (*t).sample };
     clock.busy = true;
     super::record(p, n);
     clock.busy = false;
+}
+
+/// Winds a clock that ran down: the bytes counted since it was last wound come off the distance
+/// to each kind of sample; a kind whose distance fell below zero is due, and gets a new one. A
+/// fresh clock only gets its first distances (less what it has counted).
+fn wind(clock: &mut SampleClock) -> Due {
+    let (stack_rate, guard_rate) = (rate(), crate::guard::rate());
+    let counted = clock.wound.wrapping_sub(clock.left);
+    let fresh = clock.rng == 0;
+    if fresh {
+        clock.rng = seed();
+    }
+    let mut due = Due::default();
+    for (distance, rate, is_due) in [(&mut clock.stacks, stack_rate, &mut due.stack), (&mut clock.guards, guard_rate, &mut due.guard)] {
+        let Some(r) = rate else {
+            *distance = OFF;
+            continue;
+        };
+        if fresh || *distance == OFF {
+            *distance = interval(&mut clock.rng, r);
+        }
+        *distance = distance.saturating_sub(counted);
+        if *distance < 0 {
+            *is_due = true;
+            *distance = interval(&mut clock.rng, r);
+        }
+    }
+    clock.left = clock.stacks.min(clock.guards);
+    clock.wound = clock.left;
+    if clock.busy {
+        return Due::default();
+    }
+    due
 }
 
 /// Makes this thread's clock start afresh (profiling has just started).

@@ -1,5 +1,6 @@
-//! Taking a call stack for a sample: libgcc's unwinder (`os::backtrace`, which says why it is
-//! safe inside malloc), minus the allocator's own frames when it is a shared library of its own.
+//! Taking a call stack inside malloc (the profiler's samples, guarded blocks' allocations and
+//! frees): libgcc's unwinder (`os::backtrace`, which says why it is safe inside malloc), minus
+//! the allocator's own frames when it is a shared library of its own.
 //! When it is linked into the program (the static library, a Rust program's global allocator),
 //! its frames are the program's code and stay in; the `my_alloc` command drops them by name.
 
@@ -8,7 +9,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crate::config::PROFILE_FRAMES;
 use crate::os;
 
-use super::maps;
+pub mod maps;
 
 /// Frames of the allocator itself above a sampled call: the recorder, the entry point and what
 /// lies between (at most; more are simply kept).
@@ -19,8 +20,12 @@ static OWN_START: AtomicUsize = AtomicUsize::new(0);
 static OWN_END: AtomicUsize = AtomicUsize::new(0);
 
 /// Finds the allocator's own code, and walks one stack so that the unwinder binds its symbols
-/// and sets up its tables now, in the constructor, rather than inside some later malloc.
+/// and sets up its tables now, in the constructor, rather than inside some later malloc. Once.
 pub fn prepare() {
+    static PREPARED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if PREPARED.swap(true, Ordering::Relaxed) {
+        return;
+    }
     let mut path = [0u8; 512];
     let mut exe = [0u8; 512];
     let here = prepare as *const () as usize;
@@ -38,14 +43,14 @@ pub fn prepare() {
 /// The caller's stack into `out`, innermost first, without the allocator's own frames; how
 /// many frames.
 #[inline(never)]
-pub fn capture(out: &mut [usize; PROFILE_FRAMES]) -> usize {
+pub fn capture(out: &mut [usize]) -> usize {
     let mut raw = [0usize; PROFILE_FRAMES + OWN_FRAMES_MAX];
     let n = os::backtrace(&mut raw);
     let own = OWN_START.load(Ordering::Relaxed)..OWN_END.load(Ordering::Relaxed);
     let skip = raw[..n].iter().take_while(|pc| own.contains(pc)).count();
     // A stack of nothing but our own frames (a walk that failed early) is kept whole.
     let skip = if skip == n { 0 } else { skip };
-    let kept = (n - skip).min(PROFILE_FRAMES);
+    let kept = (n - skip).min(out.len());
     out[..kept].copy_from_slice(&raw[skip..skip + kept]);
     kept
 }

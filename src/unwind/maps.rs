@@ -61,6 +61,19 @@ pub fn find(addr: usize, path: &mut [u8]) -> Option<(usize, usize, usize)> {
     found
 }
 
+/// Where the code address `addr` lies: its file's path copied into `path` (the path's length
+/// returned), and its offset in that file.
+pub fn locate(addr: usize, path: &mut [u8]) -> Option<(usize, usize)> {
+    let mut found = None;
+    for_each_code_mapping(|m| {
+        if found.is_none() && (m.start..m.end).contains(&addr) && m.path.len() <= path.len() {
+            path[..m.path.len()].copy_from_slice(m.path);
+            found = Some((m.path.len(), addr - m.start + m.offset));
+        }
+    });
+    found
+}
+
 /// `start-end perms offset dev inode path`, for executable mappings of files (paths begin
 /// with `/`; `[vdso]` and anonymous memory have nothing to resolve against).
 fn parse(line: &[u8]) -> Option<Mapping<'_>> {

@@ -12,6 +12,10 @@ use crate::config::PAGE;
 use crate::pagemap::PageMap;
 use crate::source::{Region, Source};
 
+mod signals;
+
+pub use signals::{call_action, fault_address, on_fault, on_signal, restore_action, FaultHandler, SignalAction};
+
 /// The calling thread's `errno`.
 #[inline]
 pub fn errno() -> i32 {
@@ -155,18 +159,32 @@ pub fn at_exit(f: extern "C" fn()) {
     keep_errno(|| unsafe { libc::atexit(f) });
 }
 
-/// Installs `handler` for signal `sig` (with `SA_RESTART`, so that the program's system calls are
-/// not cut short by it); false if the signal cannot be caught. From the constructor only.
-pub fn on_signal(sig: i32, handler: extern "C" fn(i32)) -> bool {
-    // SAFETY: a zeroed sigaction is a valid empty one; the handler has the signature the kernel
-    // calls, and the old action is not needed.
-    keep_errno(|| unsafe {
-        let mut act: libc::sigaction = core::mem::zeroed();
-        act.sa_sigaction = handler as usize;
-        act.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut act.sa_mask);
-        libc::sigaction(sig, &act, core::ptr::null_mut()) == 0
-    })
+/// This thread's kernel id.
+pub fn thread_id() -> u64 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    keep_errno(|| unsafe { libc::syscall(libc::SYS_gettid) }) as u64
+}
+
+/// Reserves `len` bytes of address space for guarded blocks: inaccessible, no memory.
+pub fn reserve_guarded(len: usize) -> Option<usize> {
+    keep_errno(|| reserve(len))
+}
+
+/// Makes `[addr, addr + len)` of a reservation readable and writable (zero-filled on first use).
+pub fn make_accessible(addr: usize, len: usize) -> bool {
+    // SAFETY: the caller owns the range, part of a reservation of its own.
+    keep_errno(|| unsafe { libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) } == 0)
+}
+
+/// Makes `[addr, addr + len)` of our own memory inaccessible again, and gives its pages back:
+/// a later access faults, a later `make_accessible` finds zeros.
+pub fn make_inaccessible(addr: usize, len: usize) -> bool {
+    keep_errno(|| reserve_at(addr, len))
+}
+
+/// Maps `len` bytes of zeroed memory for the allocator's own bookkeeping.
+pub fn map_private(len: usize) -> Option<usize> {
+    keep_errno(|| mmap_anon(0, len))
 }
 
 // ------------------------------------------------------------------------------------------------
