@@ -107,7 +107,10 @@ fn alloc_slow_inner(n: usize) -> Option<usize> {
 #[inline]
 fn uncached(p: Option<usize>) -> Option<usize> {
     if let Some(p) = p {
-        stats::note_uncached_alloc(p);
+        // Guarded blocks (guard mode) have no header, and no size class to count in.
+        if !guard::owns(p) {
+            stats::note_uncached_alloc(p);
+        }
     }
     p
 }

@@ -76,26 +76,18 @@ fn access(addr: usize, write: Option<bool>) -> ! {
             offset_into(&mut l, addr, s);
             Some(i)
         }
-        Place::Data(i) => {
+        Place::Data(i) if pool::slot(i).state == State::Live => {
+            // An inaccessible page of the live block's own slot.
+            overrun(&mut l, how, addr, i, addr >= pool::slot(i).user);
+            Some(i)
+        }
+        Place::Data(_) => {
             l.str("my_alloc: invalid access").str(how).str(" at ").hex(addr as u64).str(": a guarded page that holds no block");
-            let _ = i;
             None
         }
         Place::GuardBefore(i) => match nearest(addr, i) {
-            Some((j, true)) => {
-                let s = pool::slot(j);
-                let what = if s.state == State::Freed { "use after free (past the end of a freed block)" } else { "heap buffer overflow" };
-                l.str("my_alloc: ").str(what).str(how).str(" at ").hex(addr as u64).str(": ");
-                l.dec((addr - (s.user + s.size)) as u64).str(" bytes after the ").dec(s.size as u64);
-                l.str("-byte block at ").hex(s.user as u64);
-                Some(j)
-            }
-            Some((j, false)) => {
-                let s = pool::slot(j);
-                let what = if s.state == State::Freed { "use after free (before the start of a freed block)" } else { "heap buffer underflow" };
-                l.str("my_alloc: ").str(what).str(how).str(" at ").hex(addr as u64).str(": ");
-                l.dec((s.user - addr) as u64).str(" bytes before the ").dec(s.size as u64);
-                l.str("-byte block at ").hex(s.user as u64);
+            Some((j, after)) => {
+                overrun(&mut l, how, addr, j, after);
                 Some(j)
             }
             None => {
@@ -110,6 +102,26 @@ fn access(addr: usize, write: Option<bool>) -> ! {
     }
     print_stack("  the access", &Stack::here());
     os::abort()
+}
+
+/// The first line for an access at `addr` past the end of slot `i`'s block (`after`) or before
+/// its start.
+fn overrun(l: &mut Line, how: &str, addr: usize, i: usize, after: bool) {
+    let s = pool::slot(i);
+    let freed = s.state == State::Freed;
+    let what = match (after, freed) {
+        (true, false) => "heap buffer overflow",
+        (false, false) => "heap buffer underflow",
+        (true, true) => "use after free (past the end of a freed block)",
+        (false, true) => "use after free (before the start of a freed block)",
+    };
+    l.str("my_alloc: ").str(what).str(how).str(" at ").hex(addr as u64).str(": ");
+    if after {
+        l.dec(addr.saturating_sub(s.user + s.size) as u64).str(" bytes after the ");
+    } else {
+        l.dec(s.user.saturating_sub(addr) as u64).str(" bytes before the ");
+    }
+    l.dec(s.size as u64).str("-byte block at ").hex(s.user as u64);
 }
 
 /// `: offset N into the freed S-byte block at P`.

@@ -68,20 +68,28 @@ pub fn alloc(n: usize, align: usize) -> Option<usize> {
     }
     let i = pool.take()?;
     let (data, len) = pool::data_of(i);
-    if !crate::os::make_accessible(data, len) {
+    // Only the pages the block touches (at least one) become accessible.
+    let (user, lo, hi) = if options::GUARD_BELOW.load(Ordering::Relaxed) {
+        (data, data, data + n.max(1).div_ceil(PAGE) * PAGE)
+    } else {
+        let user = (data + len - n) & !(align - 1);
+        (user, (user & !(PAGE - 1)).min(data + len - PAGE), data + len)
+    };
+    if !crate::os::make_accessible(lo, hi - lo) {
         pool.give_back(i);
         return None;
     }
-    let user = if options::GUARD_BELOW.load(Ordering::Relaxed) { data } else { (data + len - n) & !(align - 1) };
-    // SAFETY: [data, data + len) is slot i's, accessible now, and nobody else's; the block is
+    // SAFETY: [lo, hi) is part of slot i's data, accessible now, and nobody else's; the block is
     // [user, user + n) inside it.
     unsafe {
-        core::ptr::write_bytes(data as *mut u8, FILL, user - data);
-        core::ptr::write_bytes((user + n) as *mut u8, FILL, data + len - (user + n));
+        core::ptr::write_bytes(lo as *mut u8, FILL, user - lo);
+        core::ptr::write_bytes((user + n) as *mut u8, FILL, hi - (user + n));
     }
     let s = pool.slot_mut(i);
     s.user = user;
     s.size = n;
+    s.lo = lo;
+    s.hi = hi;
     s.alloc = stack;
     s.free = Stack::EMPTY;
     s.state = State::Live;
@@ -113,13 +121,12 @@ pub fn free(p: usize, func: &str) {
     let stack = Stack::here();
     let mut pool = POOL.lock();
     let i = live_slot(p, func);
-    let (data, len) = pool::data_of(i);
-    let size = pool::slot(i).size;
-    // SAFETY: the slot is live, so its pages are accessible; the ranges lie inside them.
+    let (size, lo, hi) = (pool::slot(i).size, pool::slot(i).lo, pool::slot(i).hi);
+    // SAFETY: the slot is live, so [lo, hi) is accessible; the ranges lie inside it.
     let (before, after) = unsafe {
         (
-            core::slice::from_raw_parts(data as *const u8, p - data),
-            core::slice::from_raw_parts((p + size) as *const u8, data + len - (p + size)),
+            core::slice::from_raw_parts(lo as *const u8, p - lo),
+            core::slice::from_raw_parts((p + size) as *const u8, hi - (p + size)),
         )
     };
     if let Some(at) = after.iter().position(|&b| b != FILL) {
@@ -134,7 +141,7 @@ pub fn free(p: usize, func: &str) {
     s.free = stack;
     s.state = State::Freed;
     // The pages stay reserved whatever this returns; only their memory might stay.
-    crate::os::make_inaccessible(data, len);
+    crate::os::make_inaccessible(lo, hi - lo);
     pool.give_back(i);
 }
 

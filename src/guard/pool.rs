@@ -6,7 +6,8 @@
 //! | guard | slot 0 data | guard | slot 1 data | guard | ... | slot S-1 data | guard |
 //! ```
 //!
-//! A slot's data pages are accessible only while it holds a live block. Free slots wait in a
+//! A slot's data pages are accessible only while it holds a live block, and only those the block
+//! touches (the others guard it too). Free slots wait in a
 //! first-in first-out ring: a freed slot goes to its back, and a slot is taken from the front only
 //! while more than `quarantine` wait, so a freed block stays inaccessible until at least that many
 //! other guarded blocks have been allocated.
@@ -58,6 +59,10 @@ pub struct Slot {
     /// The block's user pointer and requested size (kept after its free, for reports).
     pub user: usize,
     pub size: usize,
+    /// The pages made accessible for it, [lo, hi): the ones it touches, the rest of the slot's
+    /// data pages stay inaccessible.
+    pub lo: usize,
+    pub hi: usize,
     pub alloc: Stack,
     pub free: Stack,
 }
