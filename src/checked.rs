@@ -4,8 +4,12 @@
 //! - Writes past the end of a block: every block carries a trailer after the requested size —
 //!   canary bytes, then the requested size sealed with the block's address — verified when the
 //!   block is freed or reallocated.
-//! - Writes into a freed block: a freed block is filled with `FREED` (all but its link word) and
-//!   marked; when a marked block is handed out again, the fill must be intact.
+//! - Writes into a freed block: a freed block is filled with `FREED` (all but its link word),
+//!   marked, and held back from reuse in a quarantine (the last `CHECK_QUARANTINE_BLOCKS` freed,
+//!   up to `CHECK_QUARANTINE_BYTES`), so that a stale pointer keeps pointing at freed memory for a
+//!   while; the fill is verified when the block leaves the quarantine, when a marked block is
+//!   handed out again, and for every block still in quarantine at exit. A free or `realloc` of a
+//!   block in quarantine is a double free.
 //! - Writes before the start of a block land in its header, which the default checks verify.
 //!
 //! - In guard mode (`MY_ALLOC_CHECK=guard`) requests up to `MY_ALLOC_GUARD_MAX` get guarded
@@ -16,8 +20,9 @@
 //! the requested size (so code that writes up to it does not trip the canary).
 
 use crate::block::{self, LOW_MASK, MAPPED};
-use crate::config::{ALIGNMENT, WORD};
+use crate::config::{ALIGNMENT, CHECK_QUARANTINE_BLOCKS, CHECK_QUARANTINE_BYTES, WORD};
 use crate::diag::{fatal, fatal_detail};
+use crate::sync::Lock;
 use crate::global::main_heap;
 use crate::heap::Heap;
 use crate::os::OsSource;
@@ -55,23 +60,95 @@ pub fn alloc(n: usize, align: usize) -> Option<usize> {
     Some(p)
 }
 
-/// Verifies the trailer of the live block at `p` (header `h`) and frees it, filling it first.
-pub fn free(heap: &Heap<OsSource>, p: usize, h: u64, func: &str) {
+/// Freed blocks held back from reuse, oldest first: a ring of (block, header, usable bytes).
+struct Quarantine {
+    ring: [(usize, u64, usize); CHECK_QUARANTINE_BLOCKS],
+    front: usize,
+    len: usize,
+    bytes: usize,
+}
+
+static QUARANTINE: Lock<Quarantine> = Lock::new(Quarantine { ring: [(0, 0, 0); CHECK_QUARANTINE_BLOCKS], front: 0, len: 0, bytes: 0 });
+
+impl Quarantine {
+    fn holds(&self, p: usize) -> bool {
+        (0..self.len).any(|k| self.ring[(self.front + k) % CHECK_QUARANTINE_BLOCKS].0 == p)
+    }
+}
+
+/// Diagnoses a free or `realloc` (`func`) of a block that is in quarantine: freed already.
+fn reject_if_quarantined(p: usize, func: &str) {
+    if QUARANTINE.lock().holds(p) {
+        fatal(func, "double free of (the block is in the quarantine of freed blocks)", p);
+    }
+}
+
+/// Verifies the trailer of the live block at `p` (header `h`) and frees it: filled, into the
+/// quarantine, and the oldest block there on to the heap once the quarantine is full.
+pub fn free(heap: &'static Heap<OsSource>, p: usize, h: u64, func: &str) {
+    reject_if_quarantined(p, func);
     if heap.is_checked(p, h) {
         verify_trailer(heap, p, h, func);
     }
-    if h & MAPPED == 0 {
-        let usable = heap.usable_of(p, h);
-        // SAFETY: the caller owns the block; everything after its link word is payload.
-        unsafe { core::ptr::write_bytes((p + WORD) as *mut u8, FREED, usable - WORD) };
-        heap.set_checked(p, h, true);
+    if h & MAPPED != 0 {
+        return heap.free_validated(p, h);
     }
-    heap.free_validated(p, h);
+    let usable = heap.usable_of(p, h);
+    // SAFETY: the caller owns the block; everything after its link word is payload.
+    unsafe { core::ptr::write_bytes((p + WORD) as *mut u8, FREED, usable - WORD) };
+    heap.set_checked(p, h, true);
+    let mut q = QUARANTINE.lock();
+    if q.len == CHECK_QUARANTINE_BLOCKS {
+        release_oldest(&mut q, func);
+    }
+    let back = (q.front + q.len) % CHECK_QUARANTINE_BLOCKS;
+    q.ring[back] = (p, h, usable);
+    q.len += 1;
+    q.bytes += usable;
+    while q.bytes > CHECK_QUARANTINE_BYTES && q.len > 1 {
+        release_oldest(&mut q, func);
+    }
+}
+
+/// Frees the oldest block of the quarantine to its heap, its fill verified first.
+fn release_oldest(q: &mut Quarantine, func: &str) {
+    let (p, h, usable) = q.ring[q.front];
+    q.front = (q.front + 1) % CHECK_QUARANTINE_BLOCKS;
+    q.len -= 1;
+    q.bytes -= usable;
+    verify_fill_of(p, usable, func);
+    // Checking mode's blocks are all the main heap's (thread caches are off).
+    main_heap().free_validated(p, h);
+}
+
+/// Takes the quarantine's lock for `fork` (it is taken before a heap's, never after).
+pub fn lock_for_fork() {
+    QUARANTINE.lock_for_fork();
+}
+
+/// Releases the lock `lock_for_fork` took.
+///
+/// # Safety
+/// Only after `lock_for_fork`, in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: the caller's contract.
+    unsafe { QUARANTINE.unlock_after_fork() };
+}
+
+/// Verifies the fill of every block still in quarantine (at exit): a write after free into one
+/// of them is reported and aborts.
+pub fn scan_quarantine() {
+    let q = QUARANTINE.lock();
+    for k in 0..q.len {
+        let (p, _, usable) = q.ring[(q.front + k) % CHECK_QUARANTINE_BLOCKS];
+        verify_fill_of(p, usable, "exit");
+    }
 }
 
 /// Moves the live block at `p` to a new block of `n > 0` bytes (always: a stale pointer to the
 /// old one is then caught when it is used with free). `None` when memory is exhausted.
-pub fn realloc(heap: &Heap<OsSource>, p: usize, h: u64, n: usize, func: &str) -> Option<usize> {
+pub fn realloc(heap: &'static Heap<OsSource>, p: usize, h: u64, n: usize, func: &str) -> Option<usize> {
+    reject_if_quarantined(p, func);
     let old = if heap.is_checked(p, h) { verify_trailer(heap, p, h, func) } else { heap.usable_of(p, h) };
     let q = alloc(n, ALIGNMENT)?;
     // SAFETY: both blocks are live and distinct; `old` bytes are the caller's at p.
@@ -113,10 +190,14 @@ fn verify_trailer(heap: &Heap<OsSource>, p: usize, h: u64, func: &str) -> usize 
 }
 
 fn verify_fill(heap: &Heap<OsSource>, p: usize, h: u64) {
-    let usable = heap.usable_of(p, h);
+    verify_fill_of(p, heap.usable_of(p, h), "malloc");
+}
+
+/// Verifies the fill of the freed block `p` of `usable` bytes (`func` named if it was written).
+fn verify_fill_of(p: usize, usable: usize, func: &str) {
     // SAFETY: the block is ours; after its link word it was filled when freed.
     let body = unsafe { core::slice::from_raw_parts((p + WORD) as *const u8, usable - WORD) };
     if let Some(at) = body.iter().position(|&b| b != FREED) {
-        fatal_detail("malloc", "write after free into the block at", p, "bytes usable, written at offset", usable as u64, (WORD + at) as u64);
+        fatal_detail(func, "write after free into the block at", p, "bytes usable, written at offset", usable as u64, (WORD + at) as u64);
     }
 }

@@ -129,6 +129,10 @@ pub const GUARD_MAX_LIMIT: usize = 16 << 20;
 /// Frames kept of a guarded block's allocation and free stacks, for the report.
 pub const GUARD_FRAMES: usize = 24;
 
+/// Checking mode's quarantine of freed blocks: how many it holds, and how many bytes at most.
+pub const CHECK_QUARANTINE_BLOCKS: usize = 1024;
+pub const CHECK_QUARANTINE_BYTES: usize = 32 << 20;
+
 /// Page size of the target (x86-64 and aarch64 Linux with 4 KiB pages).
 pub const PAGE: usize = 4096;
 

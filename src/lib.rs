@@ -32,7 +32,6 @@
 pub mod api;
 #[doc(hidden)]
 pub mod block;
-#[cfg(not(test))]
 #[doc(hidden)]
 pub mod checked;
 #[doc(hidden)]

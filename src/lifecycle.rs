@@ -8,14 +8,16 @@
 use core::sync::atomic::{AtomicI32, Ordering};
 
 use crate::global::{arenas, budget_check_in_child, ensure_initialised};
-use crate::{guard, options, os, profile, stats, thread, unwind};
+use crate::{checked, guard, options, os, profile, stats, thread, unwind};
 
 // Every lock of the allocator is held across `fork`, taken in the one order they nest: the guarded
-// pool's (which is never held while another is taken), the thread pool's (which activates
-// arenas), then each arena's, in index order.
+// pool's (which is never held while another is taken), checking mode's quarantine (held while a
+// block goes on to the main heap), the thread pool's (which activates arenas), then each arena's,
+// in index order.
 
 extern "C" fn fork_prepare() {
     guard::lock_for_fork();
+    checked::lock_for_fork();
     thread::lock_for_fork();
     for a in arenas() {
         a.lock_for_fork();
@@ -30,6 +32,7 @@ extern "C" fn fork_parent() {
             a.unlock_after_fork();
         }
         thread::unlock_after_fork();
+        checked::unlock_after_fork();
         guard::unlock_after_fork();
     }
 }
@@ -41,6 +44,7 @@ extern "C" fn fork_child() {
             a.unlock_after_fork();
         }
         thread::unlock_in_child();
+        checked::unlock_after_fork();
         guard::unlock_after_fork();
     }
     budget_check_in_child();
@@ -53,6 +57,10 @@ static STATS_FD: AtomicI32 = AtomicI32::new(2);
 
 extern "C" fn print_stats_at_exit() {
     stats::print_summary(STATS_FD.load(Ordering::Relaxed));
+}
+
+extern "C" fn scan_quarantine_at_exit() {
+    checked::scan_quarantine();
 }
 
 extern "C" fn finish_profile_at_exit() {
@@ -70,6 +78,9 @@ fn init() {
     if guard::rate().is_some() || guard::all() {
         unwind::prepare();
         guard::fault::ensure_installed();
+    }
+    if checked::enabled() {
+        os::at_exit(scan_quarantine_at_exit);
     }
     if profile::start() {
         os::at_exit(finish_profile_at_exit);
