@@ -67,6 +67,9 @@ ALLOCATORS = [
 # my_alloc again with its profiler on (MY_ALLOC_PROFILE, call stacks at the default rate): the
 # cost of profiling in production, as a column beside the rest.
 PROFILED = "my_alloc+prof"
+# my_alloc with its guarded samples off (MY_ALLOC_GUARD_RATE=0), on request: the cost of the
+# default guarded sampling is my_alloc's column against this one.
+UNGUARDED = "my_alloc-guard"
 
 # Each benchmark: program and arguments at full and quick size, threads it runs (for the
 # "more threads than cores" note) and extra environment. Full sizes take ~0.5-2 s under
@@ -739,6 +742,7 @@ def main():
                     "patterns, the memory programs)" % ", ".join(GROUPS))
     ap.add_argument("--allocators", help="comma-separated allocator names")
     ap.add_argument("--no-profiled", action="store_true", help="leave out the %s column (my_alloc profiling)" % PROFILED)
+    ap.add_argument("--unguarded", action="store_true", help="add the %s column (my_alloc without guarded samples)" % UNGUARDED)
     ap.add_argument("--my-alloc", default=MY_ALLOC_LIB, help="my_alloc library to test (default: %(default)s)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=LIB",
                     help="another library to run beside the others, e.g. my_alloc before a change "
@@ -795,6 +799,8 @@ def main():
         libs[name] = copy
     if "my_alloc" in libs and not args.no_profiled:
         libs[PROFILED] = libs["my_alloc"]
+    if "my_alloc" in libs and args.unguarded:
+        libs[UNGUARDED] = libs["my_alloc"]
     allocs = list(libs)
     if "glibc" not in allocs:
         sys.exit("glibc must be among the allocators: it is the baseline")
@@ -829,6 +835,8 @@ def main():
                 prof = os.path.join(BIN, "bench.prof")
                 if a == PROFILED:
                     env["MY_ALLOC_PROFILE"] = prof
+                if a == UNGUARDED:
+                    env["MY_ALLOC_GUARD_RATE"] = "0"
                 r = run_once(argv, libs[a], env, timeout)
                 if a == PROFILED:
                     r["profile_bytes"] = os.path.getsize(prof) if os.path.exists(prof) else 0
