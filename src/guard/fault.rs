@@ -117,11 +117,16 @@ fn overrun(l: &mut Line, how: &str, addr: usize, i: usize, after: bool) {
     };
     l.str("my_alloc: ").str(what).str(how).str(" at ").hex(addr as u64).str(": ");
     if after {
-        l.dec(addr.saturating_sub(s.user + s.size) as u64).str(" bytes after the ");
+        bytes(l, addr.saturating_sub(s.user + s.size)).str(" after the ");
     } else {
-        l.dec(s.user.saturating_sub(addr) as u64).str(" bytes before the ");
+        bytes(l, s.user.saturating_sub(addr)).str(" before the ");
     }
     l.dec(s.size as u64).str("-byte block at ").hex(s.user as u64);
+}
+
+/// `N bytes` (or `1 byte`).
+fn bytes(l: &mut Line, n: usize) -> &mut Line {
+    l.dec(n as u64).str(if n == 1 { " byte" } else { " bytes" })
 }
 
 /// `: offset N into the freed S-byte block at P`.
@@ -129,7 +134,8 @@ fn offset_into(l: &mut Line, addr: usize, s: &Slot) {
     if addr >= s.user {
         l.str(": offset ").dec((addr - s.user) as u64).str(" into the freed ");
     } else {
-        l.str(": ").dec((s.user - addr) as u64).str(" bytes before the freed ");
+        l.str(": ");
+        bytes(l, s.user - addr).str(" before the freed ");
     }
     l.dec(s.size as u64).str("-byte block at ").hex(s.user as u64);
 }
@@ -218,7 +224,8 @@ pub fn damaged(func: &str, what: &str, p: usize, i: usize, at: usize, after: boo
     if after {
         l.str(" was written at offset ").dec(at as u64);
     } else {
-        l.str(" was written ").dec(at as u64).str(" bytes before its start");
+        l.str(" was written ");
+        bytes(&mut l, at).str(" before its start");
     }
     l.write_to(2);
     stacks_of(s);
