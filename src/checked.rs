@@ -10,6 +10,8 @@
 //!   while; the fill is verified when the block leaves the quarantine, when a marked block is
 //!   handed out again, and for every block still in quarantine at exit. A free or `realloc` of a
 //!   block in quarantine is a double free.
+//! - Overflows of blocks that are never freed: at exit every live block's canary and trailer are
+//!   verified too.
 //! - Writes before the start of a block land in its header, which the default checks verify.
 //!
 //! - In guard mode (`MY_ALLOC_CHECK=guard`) requests up to `MY_ALLOC_GUARD_MAX` get guarded
@@ -19,7 +21,7 @@
 //! stale pointer to the old block is caught when it is freed), and `malloc_usable_size` reports
 //! the requested size (so code that writes up to it does not trip the canary).
 
-use crate::block::{self, LOW_MASK, MAPPED};
+use crate::block::{self, CHECKED, LOW_MASK, MAPPED};
 use crate::config::{ALIGNMENT, CHECK_QUARANTINE_BLOCKS, CHECK_QUARANTINE_BYTES, WORD};
 use crate::diag::{fatal, fatal_detail};
 use crate::sync::Lock;
@@ -34,6 +36,8 @@ const TRAILER: usize = WORD;
 const CANARY: u8 = 0xCA;
 /// Filled into freed blocks.
 const FREED: u8 = 0xDF;
+/// A word of that fill.
+const FREED_WORD: u64 = u64::from_ne_bytes([FREED; 8]);
 
 /// Whether checking mode is on.
 #[inline]
@@ -135,14 +139,24 @@ pub unsafe fn unlock_after_fork() {
     unsafe { QUARANTINE.unlock_after_fork() };
 }
 
-/// Verifies the fill of every block still in quarantine (at exit): a write after free into one
-/// of them is reported and aborts.
-pub fn scan_quarantine() {
+/// At exit: verifies the fill of every block still in quarantine and the canary and trailer of
+/// every live checked block of the main heap, so that a write after free, or an overflow of a
+/// block never freed, is still reported (and aborts).
+pub fn scan_at_exit() {
     let q = QUARANTINE.lock();
     for k in 0..q.len {
         let (p, _, usable) = q.ring[(q.front + k) % CHECK_QUARANTINE_BLOCKS];
         verify_fill_of(p, usable, "exit");
     }
+    let heap = main_heap();
+    heap.for_each_in_use(|p, h| {
+        // Quarantined blocks are in use for the heap, filled (their trailer too): verified above.
+        // SAFETY: p is a block in use of at least a word past its link word.
+        let filled = h & CHECKED != 0 && unsafe { block::load(p + heap.usable_of(p, h) - TRAILER) } == FREED_WORD;
+        if h & CHECKED != 0 && !filled {
+            verify_trailer(heap, p, h, "exit");
+        }
+    });
 }
 
 /// Moves the live block at `p` to a new block of `n > 0` bytes (always: a stale pointer to the

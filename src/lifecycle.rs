@@ -60,7 +60,7 @@ extern "C" fn print_stats_at_exit() {
 }
 
 extern "C" fn scan_quarantine_at_exit() {
-    checked::scan_quarantine();
+    checked::scan_at_exit();
 }
 
 extern "C" fn finish_profile_at_exit() {

@@ -72,6 +72,36 @@ impl<S: Source> Drop for CheckOnExit<'_, S> {
 }
 
 impl<S: Source> Heap<S> {
+    /// Calls `f` with the user pointer and header of every sealed `IN_USE` block in the heap's
+    /// segments (mapped blocks are not in segments), under the heap lock; stops at the first
+    /// block whose header is not sealed (the check reports that). For checking mode's scan at
+    /// exit: `f` must not call into the heap.
+    pub fn for_each_in_use(&self, mut f: impl FnMut(usize, u64)) {
+        let core = self.lock_core();
+        let mut seg = core.segments;
+        // SAFETY: the heap lock is held; the walk only reads headers inside segments, and stops
+        // at anything that is not a sealed block of a plausible size.
+        unsafe {
+            while seg != 0 {
+                let s = &*(seg as *const Segment);
+                let fence = seg + s.len.load(Ordering::Relaxed) - WORD;
+                let mut b = seg + FIRST_BLOCK;
+                while b < fence {
+                    let h = block::load(b);
+                    let size = block::size_of(h);
+                    if !block::is_sealed(b, h, core.secret) || size < MIN_BLOCK || b + size > fence {
+                        return;
+                    }
+                    if block::state_of(h) == IN_USE {
+                        f(b + HEADER, h);
+                    }
+                    b += size;
+                }
+                seg = s.next;
+            }
+        }
+    }
+
     /// See [`CheckOnExit`].
     #[inline(always)]
     pub(super) fn check_on_exit(&self) -> CheckOnExit<'_, S> {
