@@ -129,8 +129,9 @@ pub fn record_alloc(p: usize, n: usize, h: u64) -> bool {
     true
 }
 
-/// Records the free of the sampled block `p` (header `h`, still live).
-pub fn record_free(p: usize, h: u64) {
+/// If recording: writes the event line that `fill` makes (given the time in ms), updates the
+/// buffer's counts with `count`, and writes a pending snapshot.
+fn event(fill: impl FnOnce(&mut Line, u64), count: impl FnOnce(&mut Events)) {
     // Tested before the lock too: a fork child (which has stopped) must never wait for a lock a
     // thread of its parent held.
     if !recording() {
@@ -142,33 +143,39 @@ pub fn record_free(p: usize, h: u64) {
     if fd < 0 {
         return;
     }
-    let mut f = Line::new();
-    f.str("F ").dec(t).str(" ").hex_digits(p as u64);
-    ev.line(fd, &mut f);
-    ev.live = ev.live.saturating_sub(1);
-    ev.live_bytes = ev.live_bytes.saturating_sub(sampler::estimate(block::size_of(h), sampler::current_rate()));
+    let mut l = Line::new();
+    fill(&mut l, t);
+    ev.line(fd, &mut l);
+    count(&mut ev);
     ev.snapshot_if_pending(fd);
+}
+
+/// Records the free of the sampled block `p` (header `h`, still live).
+pub fn record_free(p: usize, h: u64) {
+    event(
+        |f, t| {
+            f.str("F ").dec(t).str(" ").hex_digits(p as u64);
+        },
+        |ev| {
+            ev.live = ev.live.saturating_sub(1);
+            ev.live_bytes = ev.live_bytes.saturating_sub(sampler::estimate(block::size_of(h), sampler::current_rate()));
+        },
+    );
 }
 
 /// Records that the sampled block `p` (header `h`) was resized in place to `q` (header `hq`),
 /// `n` requested bytes.
 pub fn record_resize(p: usize, h: u64, q: usize, n: usize, hq: u64) {
-    if !recording() {
-        return;
-    }
-    let t = millis();
-    let mut ev = EVENTS.lock();
-    let fd = FD.load(Ordering::Relaxed);
-    if fd < 0 {
-        return;
-    }
-    let mut z = Line::new();
-    z.str("Z ").dec(t).str(" ").hex_digits(p as u64).str(" ").hex_digits(q as u64).str(" ").dec(n as u64);
-    ev.line(fd, &mut z);
-    let rate = sampler::current_rate();
-    ev.live_bytes = ev.live_bytes.saturating_sub(sampler::estimate(block::size_of(h), rate))
-        + sampler::estimate(block::size_of(hq), rate);
-    ev.snapshot_if_pending(fd);
+    event(
+        |z, t| {
+            z.str("Z ").dec(t).str(" ").hex_digits(p as u64).str(" ").hex_digits(q as u64).str(" ").dec(n as u64);
+        },
+        |ev| {
+            let rate = sampler::current_rate();
+            ev.live_bytes = ev.live_bytes.saturating_sub(sampler::estimate(block::size_of(h), rate))
+                + sampler::estimate(block::size_of(hq), rate);
+        },
+    );
 }
 
 /// Writes a snapshot now if the buffer is free, else at the next event; false when not
