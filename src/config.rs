@@ -115,8 +115,9 @@ pub const PROFILE_FRAMES: usize = 64;
 /// under 0.3% on them, and one that allocates at an ordinary pace gets dozens per second.
 pub const GUARD_RATE: usize = 32 << 20;
 /// Slots of the guarded pool when sampling (live blocks and quarantine): a page and a guard page
-/// each, so at most 1 MiB of memory.
-pub const GUARD_SAMPLED_SLOTS: usize = 256;
+/// each. Few, because every slot used costs its bookkeeping's memory for good (a sample is rare,
+/// and what is live stays a page each): 64 keep the pool's resident cost near 50 KiB.
+pub const GUARD_SAMPLED_SLOTS: usize = 64;
 /// Slots of the guarded pool in guard mode: every live block is two mappings of the kernel's,
 /// which allows about 65,000 per process (`vm.max_map_count`), the program's own included.
 pub const GUARD_MODE_SLOTS: usize = 16384;
@@ -127,7 +128,7 @@ pub const GUARD_MODE_MAX: usize = 64 * 1024;
 /// The largest size limit an option may set for guard mode.
 pub const GUARD_MAX_LIMIT: usize = 16 << 20;
 /// Frames kept of a guarded block's allocation and free stacks, for the report.
-pub const GUARD_FRAMES: usize = 24;
+pub const GUARD_FRAMES: usize = 16;
 
 /// Checking mode's quarantine of freed blocks: how many it holds, and how many bytes at most.
 pub const CHECK_QUARANTINE_BLOCKS: usize = 1024;
