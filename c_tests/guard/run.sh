@@ -7,6 +7,7 @@
 #    fork, threads) must exit 0.
 # 2. handlers.c: the program's own SIGSEGV handler and ours, in either order, and the default
 #    action for a fault that is nobody's.
+# 3. `my_alloc symbolize` names a report's frames (function, file:line).
 set -eu
 cd "$(dirname "$0")/../.."
 LIB_DIR=$PWD/target/release
@@ -99,6 +100,22 @@ for link in linked preloaded; do
 done
 run "the program's handler under ours (dlopen)" 0 "after the allocator's was installed" \
     env MY_ALLOC_GUARD_RATE=1 "$OUT/handlers.plain" dlopen "$LIB" || true
+
+# The report's frames named by the command: the use after free's three stacks reach main, at the
+# lines of the allocation, the free and the write.
+# (Through an inner shell, whose "Aborted" notice goes into the pipe too.)
+named=$(MY_ALLOC_CHECK=guard sh -c '"$0" uaf-write' "$OUT/bugs.linked" 2>&1 | "$LIB_DIR/my_alloc" symbolize || true)
+case_line=$(grep -n '"uaf-write"' c_tests/guard/bugs.c | cut -d: -f1)
+for want in "in block (.*bugs.c:" "in main (.*bugs.c:$((case_line + 1)))" "in main (.*bugs.c:$((case_line + 2)))" \
+    "in main (.*bugs.c:$((case_line + 3)))"; do
+    if printf '%s\n' "$named" | grep -q "$want"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        printf '  FAILED: my_alloc symbolize gave no "%s":\n%s\n' "$want" "$named"
+    fi
+done
+echo "  my_alloc symbolize: $(printf '%s\n' "$named" | grep -c ' in ') frames named"
 
 echo "guard tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -139,6 +139,14 @@ pub enum Command {
         args_override_self = true
     )]
     Report(ReportArgs),
+    /// Name the frames of a report of the library's (stdin to stdout)
+    #[command(
+        long_about = "Reads a report the library printed (a guarded block's fault or misuse) on stdin, and writes it \
+                      to stdout with each frame `#i 0xPC PATH+0xOFFSET` followed by its function and file:line, \
+                      read from PATH's debug information or symbol table.",
+        help_template = COMMAND_TEMPLATE
+    )]
+    Symbolize,
     /// Print a completion script for bash, zsh or fish
     #[command(
         after_long_help = COMPLETIONS_AFTER_LONG_HELP,

@@ -21,6 +21,7 @@ mod run;
 #[path = "../../size_text.rs"]
 mod size_text;
 mod stacks;
+mod symbolize;
 mod strip;
 mod symbols;
 mod usage;
@@ -84,5 +85,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Report(args) => report_command::report(args),
         Command::Completions(args) => completions::print(args.shell),
+        Command::Symbolize => symbolize::symbolize(std::io::stdin().lock(), std::io::stdout().lock())
+            .map_err(|e| Failure::error(format!("symbolize: {}", run::io_text(&e)))),
     }
 }
