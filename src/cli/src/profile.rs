@@ -433,12 +433,7 @@ fn alloc_line<'a>(
 ) -> Result<(), String> {
     const USAGE: &str = "A <t_ms> <size> <stack_id> <addr_hex>";
     let [t_ms, size, id] = numbers::<3>(fields, USAGE)?;
-    let addr = hex(
-        fields
-            .next()
-            .ok_or_else(|| format!("expected '{USAGE}': no address"))?,
-        USAGE,
-    )?;
+    let addr = address(fields, USAGE)?;
     if profile.rate.is_none() {
         return Err("a sampled allocation before the R line (the sampling interval)".to_string());
     }
@@ -446,20 +441,19 @@ fn alloc_line<'a>(
         .stacks
         .get(&id)
         .ok_or_else(|| format!("stack {id} has no K line before this one"))?;
-    let index = profile.allocs.len();
-    if let Some(earlier) = tracker.live.insert(addr, index) {
-        tracker.reused += 1;
-        profile.allocs[earlier].free = Some(Free { t_ms, line: number });
-    }
-    profile.allocs.push(Alloc {
-        t_ms,
-        size,
-        stack,
-        addr,
-        line: number,
-        free: None,
-        resized_from: None,
-    });
+    begin_sample(
+        profile,
+        tracker,
+        Alloc {
+            t_ms,
+            size,
+            stack,
+            addr,
+            line: number,
+            free: None,
+            resized_from: None,
+        },
+    );
     Ok(())
 }
 
@@ -472,12 +466,7 @@ fn free_line<'a>(
 ) -> Result<(), String> {
     const USAGE: &str = "F <t_ms> <addr_hex>";
     let [t_ms] = numbers::<1>(fields, USAGE)?;
-    let addr = hex(
-        fields
-            .next()
-            .ok_or_else(|| format!("expected '{USAGE}': no address"))?,
-        USAGE,
-    )?;
+    let addr = address(fields, USAGE)?;
     match tracker.live.remove(&addr) {
         Some(index) => profile.allocs[index].free = Some(Free { t_ms, line: number }),
         None => profile.stray_frees += 1,
@@ -495,15 +484,7 @@ fn resize_line<'a>(
 ) -> Result<(), String> {
     const USAGE: &str = "Z <t_ms> <old_hex> <new_hex> <size>";
     let [t_ms] = numbers::<1>(fields, USAGE)?;
-    let mut address = || {
-        hex(
-            fields
-                .next()
-                .ok_or_else(|| format!("expected '{USAGE}': no address"))?,
-            USAGE,
-        )
-    };
-    let (old, new) = (address()?, address()?);
+    let (old, new) = (address(fields, USAGE)?, address(fields, USAGE)?);
     let [size] = numbers::<1>(fields, USAGE)?;
     let Some(index) = tracker.live.remove(&old) else {
         profile.stray_frees += 1;
@@ -511,21 +492,43 @@ fn resize_line<'a>(
     };
     let before = profile.allocs[index];
     profile.allocs[index].free = Some(Free { t_ms, line: number });
-    let continued = profile.allocs.len();
-    if let Some(earlier) = tracker.live.insert(new, continued) {
-        tracker.reused += 1;
-        profile.allocs[earlier].free = Some(Free { t_ms, line: number });
-    }
-    profile.allocs.push(Alloc {
-        t_ms,
-        size,
-        stack: before.stack,
-        addr: new,
-        line: number,
-        free: None,
-        resized_from: Some(before.size),
-    });
+    begin_sample(
+        profile,
+        tracker,
+        Alloc {
+            t_ms,
+            size,
+            stack: before.stack,
+            addr: new,
+            line: number,
+            free: None,
+            resized_from: Some(before.size),
+        },
+    );
     Ok(())
+}
+
+/// The next field, an address in hex.
+fn address<'a>(fields: &mut impl Iterator<Item = &'a str>, usage: &str) -> Result<u64, String> {
+    hex(
+        fields
+            .next()
+            .ok_or_else(|| format!("expected '{usage}': no address"))?,
+        usage,
+    )
+}
+
+/// A sample live at its address from now on; a sample still live there ends here (its free was
+/// not recorded).
+fn begin_sample(profile: &mut Profile, tracker: &mut Tracker, alloc: Alloc) {
+    if let Some(earlier) = tracker.live.insert(alloc.addr, profile.allocs.len()) {
+        tracker.reused += 1;
+        profile.allocs[earlier].free = Some(Free {
+            t_ms: alloc.t_ms,
+            line: alloc.line,
+        });
+    }
+    profile.allocs.push(alloc);
 }
 
 /// An `M` line: three hex numbers, then the path, which is the rest of the line (spaces and all).
@@ -893,15 +896,29 @@ E 9
         let text = "my_alloc-profile 1\nR 1\nK 1 10\nA 1 100 1 a\nZ 2 a a 300\nZ 3 a b 500\n\
                     Z 4 c c 9\nF 5 b\nE 6\n";
         let p = parse(text).unwrap().profile;
-        let sizes: Vec<(u64, u64, Option<u64>)> =
-            p.allocs.iter().map(|a| (a.addr, a.size, a.resized_from)).collect();
-        assert_eq!(sizes, vec![(0xa, 100, None), (0xa, 300, Some(100)), (0xb, 500, Some(300))]);
+        let sizes: Vec<(u64, u64, Option<u64>)> = p
+            .allocs
+            .iter()
+            .map(|a| (a.addr, a.size, a.resized_from))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                (0xa, 100, None),
+                (0xa, 300, Some(100)),
+                (0xb, 500, Some(300))
+            ]
+        );
         // Each piece ends where the next begins; only one is live at a time.
         assert_eq!(p.allocs[0].free.map(|f| f.line), Some(5));
         assert_eq!(p.allocs[1].free.map(|f| f.line), Some(6));
         assert_eq!(p.allocs[2].free.map(|f| f.line), Some(8));
         for line in 4..8 {
-            assert_eq!(p.allocs.iter().filter(|a| a.is_live_after(line)).count(), 1, "line {line}");
+            assert_eq!(
+                p.allocs.iter().filter(|a| a.is_live_after(line)).count(),
+                1,
+                "line {line}"
+            );
         }
         assert!(p.allocs.iter().all(|a| a.stack == 0));
         // A resize of an address with no live sample is a stray.

@@ -253,11 +253,7 @@ pub fn by_stack(profile: &Profile, counted: Counted) -> Vec<(Weight, usize)> {
 /// Folded stacks of the estimated bytes of what `counted` counts: one line per distinct
 /// list of function names, `outermost;...;innermost BYTES`, by bytes descending (then by name),
 /// lines of 0 bytes left out.
-pub fn folded(
-    profile: &Profile,
-    symbols: &Symbolised,
-    counted: Counted,
-) -> Vec<(String, u64)> {
+pub fn folded(profile: &Profile, symbols: &Symbolised, counted: Counted) -> Vec<(String, u64)> {
     let mut sums: HashMap<String, f64> = HashMap::new();
     for (stack, (w, n)) in by_stack(profile, counted).into_iter().enumerate() {
         if n > 0 {
