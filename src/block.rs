@@ -32,11 +32,15 @@
 //!   low half, is written only under the heap lock, for any block, since it describes the
 //!   neighbour. The halves are separate 32-bit words so that neither writer can undo the other's
 //!   write, and the check does not cover `prev_free`.
-//! - `check` is a 16-bit keyed hash of the word's address and its low 48 bits (`prev_free`
-//!   aside). A header that was overwritten, a pointer into the middle of a block, or a forged
-//!   block fails the check with probability 1 - 2^-16 without knowing the per-process secret. The
-//!   check is linear in the low bits (`fold16`), so a state change is a single XOR of the high
-//!   half with a constant.
+//! - `check` is a 16-bit keyed hash of the word's address and of its size and `mapped` bit (one
+//!   multiplication by the per-process secret, which is odd). A header that was overwritten, a
+//!   pointer into the middle of a block, or a forged block fails the check with probability
+//!   1 - 2^-16 without knowing the secret. The check leaves out the flags of the high half (state,
+//!   `checked`, `sampled`), so that a state change is a single XOR of the high half; an overwrite
+//!   that reaches them from the block before has rewritten the low half first, and a write from
+//!   the block itself backwards has rewritten the check. The free hot path compares the whole
+//!   high half with the one a plain live block must have (`live_high_half`): check, state and
+//!   flags in one comparison.
 //! - `checked` marks a block allocated in checking mode.
 //! - `sampled` marks a live block whose allocation the profiler recorded (its free is recorded
 //!   too). It is set and cleared only while the block is `IN_USE`, by its owner, in the high half.
@@ -77,8 +81,10 @@ pub const FLAG_MASK: u64 = 0b111;
 
 /// The metadata bits (everything but the check).
 pub const LOW_MASK: u64 = (1 << 48) - 1;
-/// The bits the check covers.
-const SEALED_MASK: u64 = LOW_MASK & !PREV_FREE;
+/// The bits the check covers: size and `mapped`.
+const SEALED_MASK: u64 = LOW_MASK & !PREV_FREE & !(STATE_MASK | CHECKED | SAMPLED);
+/// Where the covered bits go in the hashed word, above the address's.
+const SEALED_SHIFT: u32 = 16;
 /// The size field of a header or footer.
 pub const SIZE_MASK: u64 = (SAMPLED - 1) & !FLAG_MASK;
 /// Blocks and mappings are smaller than this (16 TiB).
@@ -97,37 +103,46 @@ pub const FLIP_CHECKED: u64 = flip(0, CHECKED);
 pub const FLIP_SAMPLED: u64 = flip(0, SAMPLED);
 
 const fn flip(a: u64, b: u64) -> u64 {
-    let d = a ^ b;
-    d | (fold16(d) << 48)
+    a ^ b
 }
-// Every flip stays in the high half, which the block's owner writes.
+// Every flip stays in the high half, which the block's owner writes, and outside the check.
 const _: () = assert!(
     FLIP_IN_USE_QUICK as u32 == 0 && FLIP_QUICK_FREE as u32 == 0 && FLIP_CHECKED as u32 == 0 && FLIP_SAMPLED as u32 == 0
 );
+const _: () = assert!((FLIP_IN_USE_QUICK | FLIP_QUICK_FREE | FLIP_CHECKED | FLIP_SAMPLED) & (SEALED_MASK | (0xFFFF << 48)) == 0);
 
-/// Folds the low 48 bits into 16; linear in XOR, so a change of flags is a constant XOR.
+/// The check of the word at `addr` holding `low`: the top 16 bits of the address and the covered
+/// bits, multiplied by the (odd) secret.
 #[inline(always)]
-const fn fold16(low: u64) -> u64 {
-    (low ^ (low >> 16) ^ (low >> 32)) & 0xFFFF
+fn check16(addr: usize, low: u64, secret: u64) -> u64 {
+    debug_assert!(secret & 1 == 1 || secret == 0);
+    ((addr as u64) ^ ((low & SEALED_MASK) << SEALED_SHIFT)).wrapping_mul(secret) >> 48
 }
 
-/// The keyed part of the check: a 16-bit hash of the word's address.
-#[inline(always)]
-fn hash16(addr: usize, secret: u64) -> u64 {
-    ((addr as u64) ^ secret).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48
+/// A secret the checks can use: odd (0 stays 0, "not drawn yet").
+pub const fn usable_secret(s: u64) -> u64 {
+    if s == 0 { 0 } else { s | 1 }
 }
 
 /// The metadata word for `addr` holding `low` (size and flags), with its check.
 #[inline(always)]
 pub fn seal(addr: usize, low: u64, secret: u64) -> u64 {
     debug_assert!(low & !LOW_MASK == 0);
-    low | ((hash16(addr, secret) ^ fold16(low & SEALED_MASK)) << 48)
+    low | (check16(addr, low, secret) << 48)
 }
 
 /// Whether `word`, read at `addr`, carries a valid check.
 #[inline(always)]
 pub fn is_sealed(addr: usize, word: u64, secret: u64) -> bool {
-    (word >> 48) == hash16(addr, secret) ^ fold16(word & SEALED_MASK)
+    (word >> 48) == check16(addr, word, secret)
+}
+
+/// The high half of the header at `addr` whose low half is `lo` if the block is sealed, `IN_USE`
+/// and plain (neither `checked` nor `sampled`, under 4 GiB): the free hot path compares it with
+/// the header's high half, one test for the check, the state and the flags.
+#[inline(always)]
+pub fn live_high_half(addr: usize, lo: u32, secret: u64) -> u32 {
+    ((check16(addr, lo as u64, secret) << 16) | (IN_USE >> 32)) as u32
 }
 
 /// The size field of a header or footer word.
@@ -172,6 +187,17 @@ pub fn prefetch(addr: usize) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
+}
+
+/// Reads the two halves of the metadata word at `addr`: (low, high).
+///
+/// # Safety
+/// As for `halves`.
+#[inline(always)]
+pub unsafe fn load_halves(addr: usize) -> (u32, u32) {
+    // SAFETY: forwarded from the caller.
+    let (lo, hi) = unsafe { halves(addr) };
+    (lo.load(Ordering::Relaxed), hi.load(Ordering::Relaxed))
 }
 
 /// Reads the metadata word at `addr`.
@@ -271,10 +297,15 @@ mod tests {
         assert_eq!(state_of(w), IN_USE);
         // Another address, another secret, or any single flipped low bit breaks the seal.
         assert!(!is_sealed(b + 16, w, SECRET));
-        assert!(!is_sealed(b, w, SECRET ^ 1));
-        for bit in 1..48 {
+        assert!(!is_sealed(b, w, SECRET ^ 2));
+        for bit in 1..44 {
             assert!(!is_sealed(b, w ^ (1 << bit), SECRET), "bit {bit}");
         }
+        // The check of a plain live block is what the hot path expects in the high half.
+        assert_eq!((w >> 32) as u32, live_high_half(b, w as u32, SECRET));
+        assert_ne!((w >> 32) as u32, live_high_half(b + 16, w as u32, SECRET));
+        let q = w ^ FLIP_IN_USE_QUICK;
+        assert_ne!((q >> 32) as u32, live_high_half(b, q as u32, SECRET));
         // prev_free describes the neighbour and is written by another party: not covered.
         assert!(is_sealed(b, w | PREV_FREE, SECRET));
     }

@@ -12,7 +12,7 @@ use crate::config::{ALIGNMENT, PAGE};
 use crate::heap::{small_block_stays, Heap, Mover, Reallocated};
 use crate::os::OsSource;
 use crate::os::{errno, set_errno};
-use crate::size_class::{alloc_block_size, quick_class_of_block, quick_class_of_request};
+use crate::size_class::{alloc_block_size, quick_bin_of_block, quick_class_of_block, quick_class_of_request};
 use crate::tcache::ThreadCache;
 use crate::{checked, global, guard, profile, stats, thread};
 
@@ -26,7 +26,7 @@ pub fn alloc(n: usize) -> *mut c_void {
         let t = thread::state();
         if !t.is_null() {
             // SAFETY: a non-null state() is this thread's own.
-            let p = unsafe { (*t).cache.pop((*t).heap, c) };
+            let p = unsafe { (*t).cache.pop((*t).heap, (*t).secret, c) };
             if p != 0 {
                 // SAFETY: as above.
                 if profile::tick(unsafe { &mut (*t).sample }, n) {
@@ -140,15 +140,13 @@ pub fn dealloc(p: *mut c_void, func: &str) {
     let t = thread::state();
     if !t.is_null() {
         // SAFETY: a non-null state() is this thread's own.
-        let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
-        if let Some(h) = heap.validate_local(p) {
-            // A sampled block has no quick class here: its free is recorded off this path.
-            if let Some(c) = quick_class_of_block(block::quick_size_of(h)) {
-                if tc.push(heap, c, p, h) {
-                    return;
-                }
+        let (tc, heap, secret) = unsafe { (&mut (*t).cache, (*t).heap, (*t).secret) };
+        // A sampled block fails the test: its free is recorded off this path.
+        if let Some(low) = heap.validate_local(p, secret) {
+            if tc.push(heap, secret, quick_bin_of_block(low), p) {
+                return;
             }
-            return dealloc_own(p, h, tc, heap);
+            return dealloc_own(p, tc, heap);
         }
         return dealloc_other(p, tc, heap, func);
     }
@@ -160,7 +158,9 @@ pub fn dealloc(p: *mut c_void, func: &str) {
 /// (Every system call on the way keeps `errno`.)
 #[cold]
 #[inline(never)]
-fn dealloc_own(p: usize, h: u64, tc: &mut ThreadCache, heap: &'static Heap<OsSource>) {
+fn dealloc_own(p: usize, tc: &mut ThreadCache, heap: &'static Heap<OsSource>) {
+    // SAFETY: validate_local found a live block of the heap's segment at p.
+    let h = unsafe { block::load(p - block::HEADER) };
     free_cached(tc, heap, heap, p, h)
 }
 
@@ -244,7 +244,7 @@ impl Mover<OsSource> for Surface<'_> {
             if let Some(c) = quick_class_of_block(block::quick_size_of(h)) {
                 // SAFETY: this thread's own state.
                 let (tc, heap) = unsafe { (&mut (*t).cache, (*t).heap) };
-                if core::ptr::eq(heap, owner) && tc.push(heap, c, p, h) {
+                if core::ptr::eq(heap, owner) && tc.push(heap, heap.secret(), c, p) {
                     return;
                 }
             }
@@ -346,9 +346,9 @@ fn resize_cached(p: usize, n: usize) -> Option<*mut c_void> {
     }
     // SAFETY: a non-null state() is this thread's own.
     let heap = unsafe { (*t).heap };
-    let h = heap.validate_local(p)?;
-    // Sampled blocks take the general path, which records their free.
-    let size = block::quick_size_of(h);
+    // Sampled blocks fail the test and take the general path, which records their free.
+    let low = heap.validate_local(p, heap.secret())?;
+    let size = block::size_of(low as u64);
     let c = quick_class_of_block(size)?;
     // A block that stays is no new allocation for the profiler's clock: counting its whole size
     // again at every step of a growing string would sample such strings far too often.
@@ -364,11 +364,11 @@ fn resize_cached(p: usize, n: usize) -> Option<*mut c_void> {
     // SAFETY: both blocks are live and distinct; the old one holds `usable_of` bytes. The cache
     // is taken anew: `alloc` used it.
     let tc = unsafe {
-        core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, heap.usable_of(p, h).min(n));
+        core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, heap.usable_of(p, low as u64).min(n));
         &mut (*t).cache
     };
-    if !tc.push(heap, c, p, h) {
-        dealloc_own(p, h, tc, heap);
+    if !tc.push(heap, heap.secret(), c, p) {
+        dealloc_own(p, tc, heap);
     }
     Some(q)
 }

@@ -103,9 +103,10 @@ pub const fn block_size(n: usize) -> Option<usize> {
 
 /// Entries of the lookup tables: one per grain of block size up to the largest quick block.
 const TABLE_LEN: usize = QUICK_MAX_BLOCK / GRAIN + 1;
-/// Table entry meaning "no quick class".
-const NONE: u8 = u8::MAX;
-const _: () = assert!(NUM_QUICK < NONE as usize);
+/// Table entry meaning "no quick class": `NUM_QUICK`, which a thread cache's extra, always full
+/// bin answers, so that the free hot path needs no test of its own for it.
+const NONE: u8 = NUM_QUICK as u8;
+const _: () = assert!(NUM_QUICK < u8::MAX as usize);
 
 /// For a block size in grains: the smallest quick class that holds it.
 static COVERING_CLASS: [u8; TABLE_LEN] = {
@@ -151,6 +152,19 @@ pub fn quick_class_of_block(size: usize) -> Option<usize> {
     }
     let c = EXACT_CLASS[size / GRAIN];
     if c == NONE { None } else { Some(c as usize) }
+}
+
+/// The bin of a block whose header's low half is `lo` (its size and flags): its quick class if the
+/// size is exactly a quick class's, else `NUM_QUICK`, the bin that takes nothing. The free hot
+/// path's lookup (a compare, a shift and a table load).
+#[inline(always)]
+pub fn quick_bin_of_block(lo: u32) -> usize {
+    // The flags below the grain fall out of the index; sizes are multiples of the grain.
+    let lo = lo as usize;
+    if lo > QUICK_MAX_BLOCK | (GRAIN - 1) {
+        return NUM_QUICK;
+    }
+    EXACT_CLASS[lo / GRAIN] as usize
 }
 
 /// The size a block for `n` bytes is given: the class size for quick classes, otherwise the exact
@@ -202,6 +216,9 @@ mod tests {
         while s <= QUICK_MAX_BLOCK + 4096 {
             let slow = Some(class_of(s)).filter(|&c| c < NUM_QUICK && class_size(c) == s);
             assert_eq!(quick_class_of_block(s), slow, "block {s}");
+            for flags in [0, 1, 2, 3] {
+                assert_eq!(quick_bin_of_block((s | flags) as u32), slow.unwrap_or(NUM_QUICK), "block {s} | {flags}");
+            }
             s += GRAIN;
         }
     }

@@ -99,8 +99,9 @@ struct Outbox {
 /// A thread's cache.
 #[repr(C)]
 pub struct ThreadCache {
-    /// One bin per quick class.
-    pub bins: [Bin; NUM_QUICK],
+    /// One bin per quick class, and one more that holds nothing and takes nothing (capacity 0):
+    /// the bin of blocks of no quick class (`quick_bin_of_block`).
+    pub bins: [Bin; NUM_QUICK + 1],
     /// Refills and flushes since the last collection of idle bins.
     slow_events: u32,
     /// One outbox per heap, by the heap's tag (two heaps with one tag take turns).
@@ -115,7 +116,7 @@ pub struct ThreadCache {
 impl ThreadCache {
     /// An empty cache.
     pub const fn new() -> Self {
-        let mut bins = [const { Bin::new(0) }; NUM_QUICK];
+        let mut bins = [const { Bin::new(0) }; NUM_QUICK + 1];
         let mut c = 0;
         while c < NUM_QUICK {
             bins[c].max = bin_capacity(QUICK_SIZE[c] as usize);
@@ -179,24 +180,27 @@ impl ThreadCache {
         out.saturating_sub(st.refilled.load(Ordering::Relaxed))
     }
 
-    /// The bin of quick class `c`, without a bounds check on the hot paths.
+    /// The bin of quick class `c` (or the empty one, `NUM_QUICK`), without a bounds check on the
+    /// hot paths.
     #[inline(always)]
     fn bin(&mut self, c: usize) -> &mut Bin {
-        debug_assert!(c < NUM_QUICK);
+        debug_assert!(c <= NUM_QUICK);
         // SAFETY: every caller's class comes from the size-class tables, which only hold quick
-        // classes (< NUM_QUICK).
+        // classes and NUM_QUICK, the last bin.
         unsafe { self.bins.get_unchecked_mut(c) }
     }
 
-    /// Pops a block of quick class `c`, or returns 0 when the bin is empty.
+    /// Pops a block of quick class `c`, or returns 0 when the bin is empty. (`secret` is the
+    /// heap's, passed in so that the hot path reads it from the thread's state.)
     #[inline(always)]
-    pub fn pop<S: Source>(&mut self, heap: &Heap<S>, c: usize) -> usize {
+    pub fn pop<S: Source>(&mut self, heap: &Heap<S>, secret: u64, c: usize) -> usize {
+        debug_assert_eq!(secret, heap.secret());
         let bin = self.bin(c);
         let p = bin.head;
         if p == 0 {
             return 0;
         }
-        let next = heap.next_quick(p, heap.secret());
+        let next = heap.next_quick(p, secret);
         block::prefetch(next);
         bin.head = next;
         bin.count -= 1;
@@ -206,16 +210,17 @@ impl ThreadCache {
         p
     }
 
-    /// Pushes the live block `p` (header `h`, quick class `c`). Returns false when the bin is
-    /// full (the caller flushes and retries).
+    /// Pushes the live block `p` of bin `c` (its quick class, or `NUM_QUICK`, whose bin takes
+    /// nothing). Returns false when the bin is full (the caller flushes and retries).
     #[inline(always)]
-    pub fn push<S: Source>(&mut self, heap: &Heap<S>, c: usize, p: usize, h: u64) -> bool {
+    pub fn push<S: Source>(&mut self, heap: &Heap<S>, secret: u64, c: usize, p: usize) -> bool {
+        debug_assert_eq!(secret, heap.secret());
         let bin = self.bin(c);
         if bin.count >= bin.max {
             return false;
         }
-        debug_assert_eq!(block::state_of(h), block::IN_USE);
-        let secret = heap.secret();
+        // SAFETY: the caller validated p as a live block.
+        debug_assert_eq!(block::state_of(unsafe { block::load(p - block::HEADER) }), block::IN_USE);
         // SAFETY: the caller validated p as a live block it owns; it becomes QUICK in this cache.
         unsafe {
             *(p as *mut usize) = block::encode_link(p, bin.head, secret);
@@ -232,7 +237,7 @@ impl ThreadCache {
     /// Allocates `n` bytes: a pop, else a refill for quick classes; the heap for the rest.
     pub fn malloc<S: Source>(&mut self, heap: &Heap<S>, n: usize) -> Option<usize> {
         match quick_class_of_request(n) {
-            Some(c) => match self.pop(heap, c) {
+            Some(c) => match self.pop(heap, heap.secret(), c) {
                 0 => Some(self.refill_and_pop(heap, c)).filter(|&p| p != 0),
                 p => Some(p),
             },
@@ -310,11 +315,11 @@ impl ThreadCache {
     /// push, flushing the bin first when it is full; blocks of no quick class go to the heap.
     pub fn free<S: Source>(&mut self, heap: &Heap<S>, p: usize, h: u64) {
         if let Some(c) = quick_class_of_block(block::size_of(h)) {
-            if self.push(heap, c, p, h) {
+            if self.push(heap, heap.secret(), c, p) {
                 return;
             }
             self.flush_full(heap, c);
-            if self.push(heap, c, p, h) {
+            if self.push(heap, heap.secret(), c, p) {
                 return;
             }
         }
@@ -341,7 +346,7 @@ impl ThreadCache {
         bin.count = n as u32;
         bump(&self.stats[c].refills, 1);
         bump(&self.stats[c].refilled, n as u64);
-        self.pop(heap, c)
+        self.pop(heap, heap.secret(), c)
     }
 
     /// Counts a refill or flush; every `CACHE_GC_EVENTS` of them, gives back the bins this thread

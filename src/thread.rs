@@ -34,6 +34,9 @@ pub struct ThreadState {
     pub cache: ThreadCache,
     /// The arena the cache works on.
     pub heap: &'static Heap<OsSource>,
+    /// The process's secret (every arena's), beside `heap` so that the hot paths need not read
+    /// it through the arena.
+    pub secret: u64,
     /// When this thread's allocations are next sampled by the profiler (next to `heap`, which the
     /// hot path reads too).
     pub sample: SampleClock,
@@ -158,6 +161,9 @@ fn create() -> *mut Registered {
     let arena = choose_arena(&mut pool);
     pool.bound[arena] += 1;
     let heap = &global::ARENAS[arena];
+    // Every arena has the main heap's secret once activated (the main heap draws it here if no
+    // block exists yet), so the thread's copy stays valid.
+    global::main_heap().init_secret();
     if !pool.parked.is_null() {
         let r = pool.parked;
         // SAFETY: parked caches are live and owned by the pool; the cache was flushed when it was
@@ -165,6 +171,7 @@ fn create() -> *mut Registered {
         unsafe {
             pool.parked = (*r).parked_next;
             (*r).heap = heap;
+            (*r).secret = heap.secret();
             (*r).arena = arena;
         }
         return r;
@@ -185,7 +192,7 @@ fn create() -> *mut Registered {
     drop(pool);
     // SAFETY: fresh memory, big enough and aligned for a Registered, ours until published.
     unsafe {
-        r.write(Registered { cache: ThreadCache::new(), heap, sample: SampleClock::new(), arena, registry_next: core::ptr::null_mut(), parked_next: core::ptr::null_mut() })
+        r.write(Registered { cache: ThreadCache::new(), heap, secret: heap.secret(), sample: SampleClock::new(), arena, registry_next: core::ptr::null_mut(), parked_next: core::ptr::null_mut() })
     };
     // Registry: push once, never removed.
     let mut head = REGISTRY.load(Ordering::Acquire);

@@ -150,7 +150,7 @@ impl<S: Source> Heap<S> {
     pub const fn with_tag(source: S, secret: u64, tag: u8) -> Self {
         Heap {
             source,
-            secret: AtomicU64::new(secret),
+            secret: AtomicU64::new(block::usable_secret(secret)),
             core: Lock::new(Core::new()),
             quick: [const { Lock::new(QuickList::new()) }; NUM_QUICK],
             quick_bytes: AtomicUsize::new(0),
@@ -185,7 +185,7 @@ impl<S: Source> Heap<S> {
     /// Gives this heap the secret of another heap of the same source, before either hands out a
     /// block: a block's header is then checked alike whichever heap reads it.
     pub fn share_secret(&self, secret: u64) {
-        let _ = self.secret.compare_exchange(0, secret, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.secret.compare_exchange(0, block::usable_secret(secret), Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The secret, drawn from the kernel if the heap has none yet.

@@ -49,19 +49,22 @@ impl<S: Source> Heap<S> {
         self.recent_unmapped.iter().any(|r| r.load(Ordering::Relaxed) == p)
     }
 
-    /// The header of `p` if it is a live block of this heap's growable segment with an intact
-    /// header: the free hot path's test. `None` tells nothing (another heap's block, an older
-    /// segment, a mapped block, a misuse): the caller then takes the slow path, which judges.
+    /// The low half of `p`'s header (its size and flags) if `p` is a plain live block of this
+    /// heap's growable segment with an intact header: the free hot path's test (`secret` is the
+    /// heap's), one comparison of the high half for the check, the state and the flags
+    /// (`block::live_high_half`). `None` tells nothing (another heap's block, an older segment, a
+    /// mapped or sampled block, a misuse): the caller then takes the slow path, which judges.
     #[inline(always)]
-    pub fn validate_local(&self, p: usize) -> Option<u64> {
+    pub fn validate_local(&self, p: usize, secret: u64) -> Option<u32> {
+        debug_assert_eq!(secret, self.secret());
         let b = p.wrapping_sub(HEADER);
         let (lo, len) = self.segment_view();
         if p & (ALIGNMENT - 1) != 0 || b.wrapping_sub(lo) >= len {
             return None;
         }
         // SAFETY: the word lies in the growable segment, which is mapped.
-        let h = unsafe { block::load(b) };
-        self.live(b, h)
+        let (low, high) = unsafe { block::load_halves(b) };
+        (high == block::live_high_half(b, low, secret)).then_some(low)
     }
 
     /// The header of `p` if `p` is an aligned, sealed, live (`IN_USE`) block, given that the page
