@@ -54,8 +54,9 @@ type Registered = ThreadState;
 /// (`profile::sampler` reads and winds it).
 #[repr(C)]
 pub struct SampleClock {
-    /// Bytes this thread may still allocate before the next sample of either kind; below zero,
-    /// the allocation that took it there is due. Starts at 0, so the first allocation decides.
+    /// Bytes this thread may still allocate before the next sample of either kind, less one;
+    /// below zero, the allocation that took it there is due. Starts at -1, so the first
+    /// allocation decides.
     pub left: isize,
     /// The thread's random state for drawing intervals.
     pub rng: u64,
@@ -70,7 +71,7 @@ pub struct SampleClock {
 
 impl SampleClock {
     pub const fn new() -> Self {
-        SampleClock { left: 0, rng: 0, busy: false, wound: 0, stacks: 0, guards: 0 }
+        SampleClock { left: -1, rng: 0, busy: false, wound: -1, stacks: 0, guards: 0 }
     }
 }
 

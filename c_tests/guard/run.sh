@@ -56,7 +56,7 @@ underflow|b|heap buffer underflow (write) at
 uaf-read|sbg|use after free (read) at
 uaf-write|sbg|use after free (write) at
 uaf-after-reuse|sbg|use after free (write) at
-malloc0-write|g|0 bytes after the 0-byte block
+malloc0-write|sbg|0 bytes after the 0-byte block
 double-free|sbg|free(): double free'
 USES='realloc memalign fork threads'
 

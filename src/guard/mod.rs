@@ -68,8 +68,10 @@ pub fn alloc(n: usize, align: usize) -> Option<usize> {
     }
     let i = pool.take()?;
     let (data, len) = pool::data_of(i);
-    // Only the pages the block touches (at least one) become accessible.
-    let (user, lo, hi) = if options::GUARD_BELOW.load(Ordering::Relaxed) {
+    // Only the pages the block touches (at least one) become accessible. A zero-byte block is
+    // put against the guard after it even when blocks start their page: any access to it is past
+    // its end.
+    let (user, lo, hi) = if n > 0 && options::GUARD_BELOW.load(Ordering::Relaxed) {
         (data, data, data + n.max(1).div_ceil(PAGE) * PAGE)
     } else {
         let user = (data + len - n) & !(align - 1);

@@ -205,6 +205,62 @@ extern "C" {
     fn _Unwind_GetIP(ctx: *mut core::ffi::c_void) -> usize;
 }
 
+/// What the pointers of a frame description entry may be relative to (libgcc's
+/// `struct dwarf_eh_bases`): the object's text and data, and the function the entry describes.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct EhBases {
+    pub text: usize,
+    pub data: usize,
+    pub func: usize,
+}
+
+#[link(name = "gcc_s")]
+extern "C" {
+    fn _Unwind_Find_FDE(pc: *const core::ffi::c_void, bases: *mut EhBases) -> *const u8;
+}
+
+/// The frame description entry (in some object's `.eh_frame`) of the code at `pc`, found the
+/// way libgcc's own walk finds it, with the bases its pointers are relative to.
+pub fn find_fde(pc: usize) -> Option<(*const u8, EhBases)> {
+    let mut bases = EhBases::default();
+    // SAFETY: `bases` is a valid out-parameter; the lookup only reads the loader's tables.
+    let fde = keep_errno(|| unsafe { _Unwind_Find_FDE(pc as *const core::ffi::c_void, &mut bases) });
+    (!fde.is_null()).then_some((fde, bases))
+}
+
+/// How many times an object may have been unloaded since the program started (the loader's
+/// count): while it stays the same, code seen at an address is still the same code. Read from
+/// the first object `dl_iterate_phdr` reports; it takes the loader's recursive list lock for
+/// that moment, which the loader holds only around list changes, never while allocating.
+pub fn objects_removed() -> u64 {
+    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, size: usize, data: *mut core::ffi::c_void) -> i32 {
+        if size >= core::mem::offset_of!(libc::dl_phdr_info, dlpi_subs) + 8 {
+            // SAFETY: the loader passes a valid entry of `size` bytes, and `data` is the u64
+            // `objects_removed` passed.
+            unsafe { *(data as *mut u64) = (*info).dlpi_subs };
+        }
+        1
+    }
+    let mut subs = 0u64;
+    // SAFETY: the callback matches what dl_iterate_phdr calls and `subs` outlives the call.
+    keep_errno(|| unsafe { libc::dl_iterate_phdr(Some(first), (&mut subs as *mut u64).cast()) });
+    subs
+}
+
+/// The caller's pc, rsp and rbp at this point of its code (inlined, so they are the caller's
+/// own): where a stack walk starts.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn frame_registers() -> (usize, usize, usize) {
+    let (pc, sp, bp): (usize, usize, usize);
+    // SAFETY: reads this instruction's address and two registers; touches no memory.
+    unsafe {
+        core::arch::asm!("lea {pc}, [rip]", "mov {sp}, rsp", "mov {bp}, rbp", pc = out(reg) pc, sp = out(reg) sp, bp = out(reg) bp, options(nomem, nostack, preserves_flags));
+    }
+    (pc, sp, bp)
+}
+
 /// Where a walk stores its frames.
 struct Frames<'a> {
     out: &'a mut [usize],

@@ -5,7 +5,7 @@
 //! Low cost by construction: memory samples are taken only on slow paths (cache misses, big
 //! blocks), at most one per `SAMPLE_MS`, each one `pread` of /proc/self/statm and one `write` of
 //! a line built on the stack. Call stacks are taken for about one allocation per
-//! `MY_ALLOC_PROFILE_RATE` bytes (`sampler`), unwound by libgcc (`stacks`), and buffered with the
+//! `MY_ALLOC_PROFILE_RATE` bytes (`sampler`), unwound by `unwind`, and buffered with the
 //! frees of their blocks (`events`). Nothing goes through the heap being measured, and nothing
 //! uses stdio.
 //!

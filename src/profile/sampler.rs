@@ -22,6 +22,9 @@ use super::events;
 /// The clock of a thread that is not sampling: it would take 2^63 bytes to run down.
 pub const OFF: isize = isize::MAX;
 
+/// The rate that samples every allocation.
+const EVERY_ALLOCATION: usize = 1;
+
 /// Clocks seeded so far: with a fixed seed, the n-th clock gets the n-th stream, so that a
 /// single-threaded run repeats exactly.
 static SEEDED: AtomicU64 = AtomicU64::new(0);
@@ -136,12 +139,14 @@ fn wind(clock: &mut SampleClock) -> Due {
             *distance = interval(&mut clock.rng, r);
         }
         *distance = distance.saturating_sub(counted);
-        if *distance < 0 {
+        if *distance <= 0 {
             *is_due = true;
             *distance = interval(&mut clock.rng, r);
         }
     }
-    clock.left = clock.stacks.min(clock.guards);
+    // One below the distance: the allocation that reaches it exactly is due, and the hot path
+    // still tests only the sign.
+    clock.left = clock.stacks.min(clock.guards).saturating_sub(1);
     clock.wound = clock.left;
     if clock.busy {
         return Due::default();
@@ -183,12 +188,18 @@ fn next(state: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-/// An exponentially distributed interval with mean `r` bytes.
+/// An exponentially distributed interval with mean `r` bytes, at least 1; 0 for `r == 1`, which
+/// means "every allocation", `malloc(0)` included (the tests' deterministic setting).
 fn interval(state: &mut u64, r: usize) -> isize {
+    if r == EVERY_ALLOCATION {
+        return 0;
+    }
     // A uniform number in (0, 1): 53 random bits, offset by half a step so that it is never 0.
     let u = ((next(state) >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+    // Rounded up, so that the allocation whose bytes reach the point (see `wind`) is the one
+    // a continuous process would pick: exactly, for every size.
     let v = -ln(u) * r as f64;
-    if v >= (OFF / 2) as f64 { OFF / 2 } else { v as isize }
+    if v >= (OFF / 2) as f64 { OFF / 2 } else { (v as isize) + 1 }
 }
 
 const LN_2: f64 = core::f64::consts::LN_2;
@@ -293,6 +304,19 @@ mod tests {
             let expected = p * estimate(size, r) as f64;
             assert!((expected / size as f64 - 1.0).abs() < 1e-3, "size {size}: {expected}");
         }
+    }
+
+    #[test]
+    fn a_rate_of_one_samples_every_allocation() {
+        let mut s = mix(3) | 1;
+        assert!((0..1000).all(|_| interval(&mut s, EVERY_ALLOCATION) == 0));
+        // A clock is wound to one below its distance (`wind`).
+        let mut clock = SampleClock::new();
+        clock.left = interval(&mut s, EVERY_ALLOCATION) - 1;
+        assert!(tick(&mut clock, 0), "even malloc(0) runs a clock at distance 0 down");
+        clock.left = interval(&mut mix(5), 1000) - 1;
+        assert!(clock.left >= 0, "other rates draw at least one byte");
+        assert!(!tick(&mut clock, 0), "so malloc(0) runs down only a clock at distance 0");
     }
 
     #[test]
