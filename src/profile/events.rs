@@ -193,6 +193,7 @@ pub fn snapshot() -> bool {
 }
 
 /// Writes a snapshot if one is pending and the buffer is free (slow paths call this).
+#[inline]
 pub fn snapshot_if_pending() {
     if SNAPSHOT_PENDING.load(Ordering::Relaxed) {
         let fd = FD.load(Ordering::Relaxed);

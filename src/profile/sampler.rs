@@ -6,8 +6,8 @@
 //! An allocation of `s` bytes is sampled with probability `1 - exp(-s/R)`, so big and small ones
 //! are weighed fairly: one sample stands for `s / (1 - exp(-s/R))` bytes (`estimate`). Each thread
 //! counts down the bytes to its next sample (`SampleClock::left`, beside its cache); the hot path
-//! pays one subtraction and one branch, which is never taken while profiling is off (the clock is
-//! then wound to `OFF`). After a sample, the distance to the next one is drawn afresh: the process
+//! pays one subtraction and one branch, which is taken once per `RECHECK_BYTES` (64 MiB) while
+//! sampling is off, to see whether it has started. After a sample, the distance to the next one is drawn afresh: the process
 //! is memoryless, so what the sampled allocation overshot does not carry over.
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +19,13 @@ use crate::thread::{self, SampleClock};
 
 use super::events;
 
-/// The clock of a thread that is not sampling: it would take 2^63 bytes to run down.
+/// The distance of a kind of sample that is off (the clock itself still runs down every
+/// `RECHECK_BYTES`).
 pub const OFF: isize = isize::MAX;
+
+/// The longest a clock runs between two windings: a winding per 64 MiB allocated is what sampling
+/// costs a thread while it is off.
+const RECHECK_BYTES: isize = 64 << 20;
 
 /// The rate that samples every allocation.
 const EVERY_ALLOCATION: usize = 1;
@@ -120,10 +125,16 @@ pub fn record(p: usize, n: usize) {
 }
 
 /// Winds a clock that ran down: the bytes counted since it was last wound come off the distance
-/// to each kind of sample; a kind whose distance fell below zero is due, and gets a new one. A
-/// fresh clock only gets its first distances (less what it has counted).
+/// to each kind of sample; a kind whose distance fell to zero or below is due, and gets a new
+/// one. A fresh clock only gets its first distances (less what it has counted).
 fn wind(clock: &mut SampleClock) -> Due {
-    let (stack_rate, guard_rate) = (rate(), crate::guard::rate());
+    wind_at(clock, rate(), crate::guard::rate())
+}
+
+/// `wind` at the given mean intervals (`None`: that kind is off). A clock runs down at least
+/// every `RECHECK_BYTES`, even with both kinds off, so that a thread whose clock was wound before
+/// profiling started (one created before the constructor) starts sampling too.
+fn wind_at(clock: &mut SampleClock, stack_rate: Option<usize>, guard_rate: Option<usize>) -> Due {
     let counted = clock.wound.wrapping_sub(clock.left);
     let fresh = clock.rng == 0;
     if fresh {
@@ -146,7 +157,7 @@ fn wind(clock: &mut SampleClock) -> Due {
     }
     // One below the distance: the allocation that reaches it exactly is due, and the hot path
     // still tests only the sign.
-    clock.left = clock.stacks.min(clock.guards).saturating_sub(1);
+    clock.left = clock.stacks.min(clock.guards).min(RECHECK_BYTES).saturating_sub(1);
     clock.wound = clock.left;
     if clock.busy {
         return Due::default();
@@ -317,6 +328,22 @@ mod tests {
         clock.left = interval(&mut mix(5), 1000) - 1;
         assert!(clock.left >= 0, "other rates draw at least one byte");
         assert!(!tick(&mut clock, 0), "so malloc(0) runs down only a clock at distance 0");
+    }
+
+    #[test]
+    fn a_clock_wound_while_sampling_was_off_starts_sampling_within_the_recheck() {
+        let mut clock = SampleClock::new();
+        assert_eq!(wind_at(&mut clock, None, None), Due::default());
+        assert_eq!(clock.left, RECHECK_BYTES - 1, "off, but not for ever");
+        // Profiling starts; the thread goes on allocating 1 KiB blocks.
+        let mut blocks = 0;
+        while !tick(&mut clock, 1024) {
+            blocks += 1;
+        }
+        assert_eq!(blocks, RECHECK_BYTES / 1024 - 1);
+        let due = wind_at(&mut clock, Some(EVERY_ALLOCATION), None);
+        assert!(due.stack && !due.guard, "{due:?}");
+        assert!(tick(&mut clock, 1024) && wind_at(&mut clock, Some(EVERY_ALLOCATION), None).stack);
     }
 
     #[test]
